@@ -4,10 +4,41 @@ One variant per module, float64 by default, no torch import. ``VARIANTS`` is
 the one explicit registry of public entry points.
 """
 
+from reference.additive import additive_attention
+from reference.alibi import alibi_slopes
+from reference.positional import sinusoidal_positional_encoding
+from reference.relative_music import relative_attention, relative_attention_naive
+from reference.relative_shaw import shaw_relative_attention
+from reference.relative_t5 import t5_relative_bias, t5_relative_position_bucket
+from reference.rotary import rotary_embedding
 from reference.sdpa import sdpa
+from reference.self_attention import self_attention
 
 VARIANTS = {
     "sdpa": sdpa,
+    "self_attention": self_attention,
+    "additive_attention": additive_attention,
+    "sinusoidal_positional_encoding": sinusoidal_positional_encoding,
+    "rotary_embedding": rotary_embedding,
+    "alibi_slopes": alibi_slopes,
+    "shaw_relative_attention": shaw_relative_attention,
+    "relative_attention": relative_attention,
+    "relative_attention_naive": relative_attention_naive,
+    "t5_relative_position_bucket": t5_relative_position_bucket,
+    "t5_relative_bias": t5_relative_bias,
 }
 
-__all__ = ["VARIANTS", "sdpa"]
+__all__ = [
+    "VARIANTS",
+    "additive_attention",
+    "alibi_slopes",
+    "relative_attention",
+    "relative_attention_naive",
+    "rotary_embedding",
+    "sdpa",
+    "self_attention",
+    "shaw_relative_attention",
+    "sinusoidal_positional_encoding",
+    "t5_relative_bias",
+    "t5_relative_position_bucket",
+]
