@@ -78,6 +78,67 @@ def band_visibility(
     return visible
 
 
+def check_attention_shapes(query, key, value, enable_gqa: bool) -> None:
+    """Shapes (..., Hq, Lq, E), (..., Hk, Lk, E), (..., Hk, Lk, Ev); Hq = Hk unless GQA."""
+    if query.shape[-1] != key.shape[-1]:
+        raise ValueError(
+            f"query and key must share the last (head) dim E: "
+            f"query shape {query.shape}, key shape {key.shape}"
+        )
+    if key.shape[:-1] != value.shape[:-1]:
+        raise ValueError(
+            f"key and value must agree on (..., H, L): "
+            f"key shape {key.shape}, value shape {value.shape}"
+        )
+    if not enable_gqa and query.shape[-3] != key.shape[-3]:
+        raise ValueError(
+            f"query heads ({query.shape[-3]}) != key heads ({key.shape[-3]}); "
+            f"pass enable_gqa=True for grouped-query attention "
+            f"(query shape {query.shape}, key shape {key.shape})"
+        )
+    try:
+        np.broadcast_shapes(query.shape[:-3], key.shape[:-3])
+    except ValueError:
+        raise ValueError(
+            f"batch dims do not broadcast: query shape {query.shape}, key shape {key.shape}"
+        ) from None
+
+
+def check_mask(attn_mask, scores_shape: tuple[int, ...]) -> np.ndarray | None:
+    """Validate ``attn_mask``: bool or float, broadcastable to ``scores_shape``, no NaN."""
+    if attn_mask is None:
+        return None
+    mask = np.asarray(attn_mask)
+    try:
+        fits = np.broadcast_shapes(mask.shape, scores_shape) == tuple(scores_shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"attn_mask of shape {mask.shape} does not broadcast to the scores "
+            f"shape (..., Hq, Lq, Lk) = {tuple(scores_shape)}"
+        )
+    if mask.dtype != np.bool_ and not is_float_dtype(mask.dtype):
+        raise TypeError(
+            f"attn_mask must be bool (True = may attend) or float (added bias), "
+            f"got dtype {mask.dtype} (shape {mask.shape})"
+        )
+    if mask.dtype != np.bool_ and np.isnan(mask.astype(np.float64)).any():
+        raise ValueError(f"attn_mask (shape {mask.shape}) contains NaN; use -inf to hide a key")
+    return mask
+
+
+def mask_terms(mask: np.ndarray | None, acc: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(visible, bias) of a checked mask: bool → visibility; float → bias, -inf hides."""
+    if mask is None:
+        return np.ones((), dtype=bool), np.zeros((), dtype=acc)
+    if mask.dtype == np.bool_:
+        return mask, np.zeros((), dtype=acc)
+    bias = mask.astype(acc)
+    hidden = np.isneginf(bias)
+    return ~hidden, np.where(hidden, 0.0, bias).astype(acc)
+
+
 def repeat_kv_heads(x: np.ndarray, heads_q: int, name: str) -> np.ndarray:
     """Expand (..., Hk, L, D) to (..., Hq, L, D): head h reads head h // (Hq/Hk)."""
     heads_kv = x.shape[-3]
@@ -108,7 +169,7 @@ def masked_softmax(
             f"fully_masked must be one of {FULLY_MASKED_POLICIES}, got {fully_masked!r}"
         )
     hidden = np.where(visible, scores, -np.inf)
-    row_max = hidden.max(axis=-1)
+    row_max = hidden.max(axis=-1, initial=-np.inf)  # Lk = 0: every row is empty
     if sinks is not None:
         row_max = np.maximum(row_max, sinks)
     empty = ~np.isfinite(row_max)
@@ -124,6 +185,6 @@ def masked_softmax(
         weights = np.where(empty[..., None], np.nan, weights)
         lse = np.where(empty, np.nan, lse)
     elif fully_masked == "uniform":
-        uniform = np.asarray(1.0 / scores.shape[-1], dtype=acc)
+        uniform = np.asarray(1.0 / max(scores.shape[-1], 1), dtype=acc)
         weights = np.where(empty[..., None], uniform, weights)
     return weights.astype(acc), lse.astype(acc)

@@ -24,72 +24,15 @@ import numpy as np
 from reference._common import (
     aligned_query_positions,
     band_visibility,
+    check_attention_shapes,
     check_float_array,
+    check_mask,
+    mask_terms,
     masked_softmax,
     repeat_kv_heads,
     rounded,
     work_dtypes,
 )
-
-
-def _check_shapes(query, key, value, enable_gqa: bool) -> None:
-    if query.shape[-1] != key.shape[-1]:
-        raise ValueError(
-            f"query and key must share the last (head) dim E: "
-            f"query shape {query.shape}, key shape {key.shape}"
-        )
-    if key.shape[:-1] != value.shape[:-1]:
-        raise ValueError(
-            f"key and value must agree on (..., H, L): "
-            f"key shape {key.shape}, value shape {value.shape}"
-        )
-    if not enable_gqa and query.shape[-3] != key.shape[-3]:
-        raise ValueError(
-            f"query heads ({query.shape[-3]}) != key heads ({key.shape[-3]}); "
-            f"pass enable_gqa=True for grouped-query attention "
-            f"(query shape {query.shape}, key shape {key.shape})"
-        )
-    try:
-        np.broadcast_shapes(query.shape[:-3], key.shape[:-3])
-    except ValueError:
-        raise ValueError(
-            f"batch dims do not broadcast: query shape {query.shape}, key shape {key.shape}"
-        ) from None
-
-
-def _mask_terms(attn_mask, scores_shape, acc) -> tuple[np.ndarray, np.ndarray]:
-    """(visible, bias) from attn_mask: bool → visibility, float → bias (-inf hides)."""
-    if attn_mask is None:
-        return np.ones((), dtype=bool), np.zeros((), dtype=acc)
-    mask = np.asarray(attn_mask)
-    if not _bcast_ok(mask.shape, scores_shape) or (
-        np.broadcast_shapes(mask.shape, scores_shape) != tuple(scores_shape)
-    ):
-        raise ValueError(
-            f"attn_mask of shape {mask.shape} does not broadcast to the scores "
-            f"shape (..., Hq, Lq, Lk) = {tuple(scores_shape)}"
-        )
-    if mask.dtype == np.bool_:
-        return mask, np.zeros((), dtype=acc)
-    try:
-        check_float_array("attn_mask", mask, min_ndim=0)
-    except TypeError:
-        raise TypeError(
-            f"attn_mask must be bool (True = may attend) or float (added bias), "
-            f"got dtype {mask.dtype}"
-        ) from None
-    bias = mask.astype(acc)
-    if np.isnan(bias).any():
-        raise ValueError("attn_mask contains NaN; use -inf to hide a key")
-    return ~np.isneginf(bias), np.where(np.isneginf(bias), 0.0, bias).astype(acc)
-
-
-def _bcast_ok(a: tuple, b: tuple) -> bool:
-    try:
-        np.broadcast_shapes(a, b)
-    except ValueError:
-        return False
-    return True
 
 
 def sdpa(
@@ -106,7 +49,7 @@ def sdpa(
     query = check_float_array("query", query, 3)
     key = check_float_array("key", key, 3)
     value = check_float_array("value", value, 3)
-    _check_shapes(query, key, value, enable_gqa)
+    check_attention_shapes(query, key, value, enable_gqa)
     store, acc = work_dtypes(compute_dtype)
     hq, lq, e = query.shape[-3:]
     lk = key.shape[-2]
@@ -117,7 +60,7 @@ def sdpa(
     scores = rounded(np.matmul(q, np.swapaxes(k, -1, -2)) * scale, store, acc)
     if softcap is not None:
         scores = rounded(softcap * np.tanh(scores / softcap), store, acc)
-    visible, bias = _mask_terms(attn_mask, scores.shape, acc)
+    visible, bias = mask_terms(check_mask(attn_mask, scores.shape), acc)
     if is_causal:
         visible = visible & band_visibility(lq, lk, causal_alignment, None, 0)
     if window is not None:
