@@ -13,7 +13,7 @@ unified text-to-text transformer" (JMLR), §2.1, as implemented by
 (and HF transformers' T5Attention). Buckets grow logarithmically up to
 ``max_distance``; every larger distance shares the last bucket. The log
 term is evaluated in float32 as in that code: float64 moves a few exact
-boundary distances into the next bucket for some settings (e.g.
+boundary distances into a neighbouring bucket for some settings (e.g.
 num_buckets=18, max_distance=128 at |d| = 16).
 """
 
