@@ -1,0 +1,30 @@
+"""The one table of checks, in the order they run (a mutant is credited to the first that fails).
+
+Adding a check: write its function ``(ctx, op) -> Iterator[Result]`` and add
+one row here.
+"""
+
+from __future__ import annotations
+
+from conformance.checks.base import Check, RunContext
+from conformance.checks.conventions import conventions
+from conformance.checks.gradients import gradients
+from conformance.checks.numeric import numeric, output_contract
+from conformance.checks.properties import check_property
+from conformance.checks.property_bodies import PROPERTIES
+from conformance.declare import OPS
+
+CHECKS: tuple[Check, ...] = (
+    Check("conventions", ("sdpa",), conventions,
+          "probe causal_alignment, fully_masked, masked_nonfinite against the declaration"),
+    Check("output_contract", ("sdpa",), output_contract,
+          "output type, shape, dtype and finiteness"),
+    Check("numeric", OPS, numeric, "agreement with the reference under the tolerance model"),
+    *(Check(p.name, ("sdpa",), check_property(p), p.description.splitlines()[0])
+      for p in PROPERTIES),
+    Check("gradients", ("sdpa",), gradients, "autograd gradients against sdpa_backward"),
+)
+
+CHECK_NAMES = tuple(c.name for c in CHECKS)
+
+__all__ = ["CHECKS", "CHECK_NAMES", "Check", "RunContext"]

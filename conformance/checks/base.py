@@ -1,0 +1,92 @@
+"""What every check receives, and the one way a result message is written."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance.adapters import ResolvedAdapter
+from conformance.cases import Case
+from conformance.frameworks import OutputTypeError
+from conformance.invoke import AdapterError, Outcome
+from conformance.ops import Unsupported
+from conformance.profiles import Profile
+from conformance.results import FAILED, PASSED, SKIPPED, Result
+from conformance.tolerance import Tolerance
+
+
+@dataclass
+class RunContext:
+    adapter: ResolvedAdapter
+    invoker: Any
+    profile: Profile
+    seed: int
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    case_filter: str | None = None
+    framework_flag: str | None = None
+    observed: dict[str, Any] = field(default_factory=dict)
+    group: str | None = None  # "<op>-<scenario>": only that scenario's cases (pytest items)
+
+    def repro(self, check: str, case: str | None = None) -> str:
+        words = ["attnconf", "run", "--adapter", self.adapter.spec]
+        if self.framework_flag:
+            words += ["--framework", self.framework_flag]
+        words += ["--profile", self.profile.name, "--seed", str(self.seed), "--only", check]
+        if case:
+            words += ["--case", case]
+        if self.tolerance.k != Tolerance().k:
+            words += ["--k", repr(self.tolerance.k)]
+        if self.tolerance.atol is not None:
+            words += ["--atol", repr(self.tolerance.atol)]
+        return shlex.join(words)
+
+    def wants(self, case: Case) -> bool:
+        in_group = self.group is None or self.group == f"{case.op}-{case.scenario}"
+        return in_group and (self.case_filter is None or self.case_filter == case.id)
+
+    def call(self, op: str, args: list, kwargs: dict, size: int = 1) -> Outcome:
+        return self.invoker.call(op, args, kwargs, timeout=self.timeout_for(size))
+
+    def timeout_for(self, size: int) -> float:
+        """Per-call timeout: scales with the number of score elements, at least 10 s."""
+        largest = 2 * self.profile.long_length ** 2
+        return max(10.0, self.profile.case_timeout * min(1.0, size / largest))
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ops: tuple[str, ...]
+    run: Callable[[RunContext, str], Iterable[Result]]
+    description: str
+
+
+def headline(op: str, check: str, what: str) -> str:
+    return f"{op} / {check}: {what}"
+
+
+def result(ctx: RunContext, op: str, check: str, case_id: str, status: str, message: str = "",
+           *, seed: int | None = None, max_abs_err=None, bound=None) -> Result:
+    repro = ctx.repro(check, case_id if status != PASSED else None) if status == FAILED else ""
+    if status == FAILED:
+        message = f"{message}\nrepro: {repro}"
+    return Result(op, check, case_id, status, message, max_abs_err, bound, repro, seed)
+
+
+def guarded_call(ctx: RunContext, op: str, check: str, case_id: str, describe: str,
+                 args: list, kwargs: dict, size: int = 1) -> tuple[Outcome | None, Result | None]:
+    """(outcome, None) or (None, the skipped/failed result the call produced)."""
+    try:
+        return ctx.call(op, args, kwargs, size), None
+    except Unsupported as exc:
+        return None, result(ctx, op, check, case_id, SKIPPED, f"unsupported: {exc}")
+    except (AdapterError, OutputTypeError) as exc:
+        return None, result(ctx, op, check, case_id, FAILED,
+                            headline(op, check, describe) + f"\n{exc}")
+    except Exception as exc:  # conversion of a garbage output, a broken worker, …
+        return None, result(ctx, op, check, case_id, FAILED,
+                            headline(op, check, describe) +
+                            f"\nharness could not use the adapter's output: "
+                            f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,123 @@
+"""Numeric agreement with the reference over the case matrix, and the output contract.
+
+Expected values are computed in this (the parent) process before the adapter
+is called, from reference functions bound when the harness was imported, so
+an adapter cannot reach or alter them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from conformance.cases import Case
+from conformance.checks.base import RunContext, guarded_call, headline, result
+from conformance.compare import check_contract, compare
+from conformance.frameworks import OutputTypeError
+from conformance.ops import Unsupported, op_specs
+from conformance.results import FAILED, PASSED, SKIPPED, Result
+from conformance.tolerance import bound_for
+
+
+def _case_size(case: Case) -> int:
+    s = case.shapes
+    if s is None:
+        return 1
+    return int(np.prod(s.batch, dtype=int)) * s.heads_q * s.len_q * s.len_k
+
+
+def _prepare(ctx: RunContext, op: str, check: str, case: Case):
+    """(inputs, args, kwargs, expectations) or a skipped Result."""
+    if case.dtype not in ctx.adapter.dtypes:
+        return result(ctx, op, check, case.id, SKIPPED,
+                      f"unsupported: dtype {case.dtype} not in the adapter's dtypes "
+                      f"{list(ctx.adapter.dtypes)}")
+    spec = op_specs()[op]
+    inputs = spec.inputs(case)
+    try:
+        args, kwargs = spec.arguments(ctx.adapter.ops[op], inputs, case)
+    except Unsupported as exc:
+        return result(ctx, op, check, case.id, SKIPPED, f"unsupported: {exc}")
+    return inputs, args, kwargs, spec.expected(inputs, case, ctx.adapter.conventions)
+
+
+def _outputs(ctx, op, check, case, args, kwargs, expectations):
+    """(list of output arrays, None) or (None, failed/skipped Result)."""
+    outcome, bad = guarded_call(ctx, op, check, case.id, case.describe(), args, kwargs,
+                                _case_size(case))
+    if bad:
+        return None, bad
+    try:
+        return op_specs()[op].outputs(outcome.value, expectations), None
+    except OutputTypeError as exc:
+        return None, result(ctx, op, check, case.id, FAILED,
+                            headline(op, check, case.describe()) + f"\n{exc}", seed=case.seed)
+
+
+def _judge(ctx: RunContext, op: str, case: Case, outs, expectations) -> Result:
+    worst, bounds = 0.0, []
+    for exp, out in zip(expectations, outs, strict=True):
+        problem = check_contract(out, exp.ref64.shape, exp.dtype)
+        if problem:
+            return result(ctx, op, "numeric", case.id, FAILED,
+                          headline(op, "numeric", case.describe()) + f"\n{exp.name}: {problem}",
+                          seed=case.seed)
+        bound = bound_for(op, case.dtype, exp.ref64, exp.ref_lowp, ctx.tolerance)
+        verdict = compare(out, exp.ref64, bound, exp.ignore)
+        bounds.append(bound.value)
+        worst = max(worst, verdict.max_abs_err or 0.0)
+        if not verdict.ok:
+            lines = "\n".join(verdict.lines)
+            return result(ctx, op, "numeric", case.id, FAILED,
+                          headline(op, "numeric", case.describe()) + f" — {exp.name}\n{lines}",
+                          seed=case.seed, max_abs_err=verdict.max_abs_err, bound=bound.value)
+    return result(ctx, op, "numeric", case.id, PASSED, seed=case.seed, max_abs_err=worst,
+                  bound=min(bounds) if bounds else None)
+
+
+def numeric(ctx: RunContext, op: str) -> Iterator[Result]:
+    """Candidate vs reference on every case of the op's matrix, tolerance model applied."""
+    for case in op_specs()[op].cases(ctx.profile, ctx.seed):
+        if not ctx.wants(case):
+            continue
+        prepared = _prepare(ctx, op, "numeric", case)
+        if not isinstance(prepared, tuple):
+            yield prepared
+            continue
+        _, args, kwargs, expectations = prepared
+        outs, bad = _outputs(ctx, op, "numeric", case, args, kwargs, expectations)
+        yield bad if bad else _judge(ctx, op, case, outs, expectations)
+
+
+CONTRACT_SCENARIOS = ("plain", "empty-rows-bool", "causal")
+
+
+def output_contract(ctx: RunContext, op: str) -> Iterator[Result]:
+    """Output type, shape and dtype exactly as specified; finite wherever the reference is."""
+    for case in op_specs()[op].cases(ctx.profile, ctx.seed):
+        if case.scenario not in CONTRACT_SCENARIOS or case.shapes is None or not ctx.wants(case):
+            continue
+        if case.shapes.len_q > 64:
+            continue
+        prepared = _prepare(ctx, op, "output_contract", case)
+        if not isinstance(prepared, tuple):
+            yield prepared
+            continue
+        _, args, kwargs, expectations = prepared
+        outs, bad = _outputs(ctx, op, "output_contract", case, args, kwargs, expectations)
+        if bad:
+            yield bad
+            continue
+        problems = []
+        for exp, out in zip(expectations, outs, strict=True):
+            problem = check_contract(out, exp.ref64.shape, exp.dtype)
+            if problem is None and not np.array_equal(np.isfinite(np.asarray(out, np.float64)),
+                                                      np.isfinite(exp.ref64)):
+                problem = "non-finite values where the reference is finite (or the reverse)"
+            if problem:
+                problems.append(f"{exp.name}: {problem}")
+        status = FAILED if problems else PASSED
+        yield result(ctx, op, "output_contract", case.id, status,
+                     headline(op, "output_contract", case.describe()) + "\n" + "\n".join(problems)
+                     if problems else "", seed=case.seed)

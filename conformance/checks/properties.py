@@ -1,0 +1,159 @@
+"""Properties every correct attention has, driven by hypothesis (shrinking → minimal case).
+
+Property checks never call the reference: they compare the adapter with
+itself under transformations whose effect is known, so nothing checks itself.
+Each property is a function ``(ctx, problem) -> None`` raising
+``PropertyFailure``; ``run_property`` drives it with hypothesis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import FailedHealthCheck, Unsatisfiable
+from hypothesis.reporting import with_reporter
+
+from conformance.checks.base import RunContext, headline, result
+from conformance.frameworks import OutputTypeError, eps
+from conformance.invoke import AdapterError, Outcome
+from conformance.ops import Unsupported
+from conformance.results import FAILED, PASSED, SKIPPED, Result
+from conformance.strategies import AttentionProblem, attention_problems, attention_shapes
+
+# units of eps(dtype), at the output's magnitude, for adapter-vs-adapter equalities
+PROPERTY_UNITS = {"float64": 4096.0, "float32": 256.0, "float16": 64.0, "bfloat16": 64.0}
+
+
+class PropertyFailure(AssertionError):
+    """The adapter broke the property; the message says how."""
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str
+    body: Callable[[RunContext, AttentionProblem], None]
+    needs: tuple[str, ...]
+    mask: str  # "none" | "bool" | "float" | "mask" (bool, else float) | "mask?" (or none)
+    shapes: dict
+    description: str
+
+
+def property_dtype(ctx: RunContext) -> str:
+    return next((d for d in ("float64", "float32") if d in ctx.adapter.dtypes),
+                ctx.adapter.dtypes[0])
+
+
+def sdpa_outcome(ctx: RunContext, query, key, value, **kwargs) -> Outcome:
+    """One call of the adapter's sdpa; failures become PropertyFailure, NotImplemented → reject."""
+    if "dropout_p" in ctx.adapter.ops["sdpa"].params:
+        kwargs["dropout_p"] = 0.0
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        return ctx.call("sdpa", [query, key, value], kwargs)
+    except Unsupported:
+        reject()
+    except (AdapterError, OutputTypeError) as exc:
+        raise PropertyFailure(str(exc)) from None
+
+
+def sdpa(ctx: RunContext, query, key, value, **kwargs) -> np.ndarray:
+    """The adapter's sdpa output, checked to be an array of the right shape."""
+    out = sdpa_outcome(ctx, query, key, value, **kwargs).value
+    expected = (*query.shape[:-1], value.shape[-1])
+    if not isinstance(out, np.ndarray) or out.shape != expected:
+        got = getattr(out, "shape", type(out).__name__)
+        raise PropertyFailure(f"output {got} is not an array of shape {expected}")
+    return out
+
+
+def assert_close(what: str, actual: np.ndarray, expected: np.ndarray, dtype: str,
+                 where: np.ndarray | None = None) -> None:
+    a = np.asarray(actual, np.float64)
+    e = np.asarray(expected, np.float64)
+    if where is not None:
+        a, e = a[np.broadcast_to(where, a.shape)], e[np.broadcast_to(where, e.shape)]
+    if a.size == 0:
+        return
+    finite = np.isfinite(e)
+    magnitude = float(np.abs(e[finite]).max()) if finite.any() else 1.0
+    tol = PROPERTY_UNITS[dtype] * eps(dtype) * max(1.0, magnitude)
+    with np.errstate(invalid="ignore"):
+        err = np.where(np.isnan(a) & np.isnan(e), 0.0, np.abs(a - e))
+    worst = float(np.nanmax(np.where(np.isnan(err), np.inf, err)))
+    if not worst <= tol:
+        raise PropertyFailure(
+            f"{what}: max abs difference {worst:.3g} > {tol:.3g} "
+            f"({PROPERTY_UNITS[dtype]:g} eps({dtype}) at magnitude {magnitude:.3g})")
+
+
+def aligned_positions(ctx: RunContext, lq: int, lk: int) -> np.ndarray:
+    offset = 0 if ctx.adapter.conventions["causal_alignment"] == "top_left" else lk - lq
+    return np.arange(lq) + offset
+
+
+def mask_kind(ctx: RunContext, wanted: str) -> str | None:
+    features = ctx.adapter.ops["sdpa"].features
+    if wanted in ("bool", "float"):
+        return wanted if f"{wanted}_mask" in features else None
+    if wanted in ("mask", "mask?"):
+        found = next((k for k in ("bool", "float") if f"{k}_mask" in features), None)
+        return found if found or wanted == "mask" else "none"
+    return "none"
+
+
+def as_mask(visible: np.ndarray, kind: str, dtype) -> np.ndarray:
+    return visible if kind == "bool" else np.where(visible, 0.0, -np.inf).astype(dtype)
+
+
+def run_property(ctx: RunContext, prop: Property, body_mask: str) -> Result:
+    failure: dict = {}
+    dtype = property_dtype(ctx)
+    strategy = attention_problems(attention_shapes(**prop.shapes), dtype=dtype, mask=body_mask)
+
+    @settings(max_examples=ctx.profile.max_examples, derandomize=ctx.profile.derandomize,
+              database=None, deadline=None, report_multiple_bugs=False, print_blob=False,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def test(problem: AttentionProblem) -> None:
+        try:
+            prop.body(ctx, problem)
+        except PropertyFailure as exc:
+            failure.update(problem=problem, message=str(exc))
+            raise
+
+    if not ctx.profile.derandomize:
+        test = hypothesis_seed(ctx.seed)(test)
+    case_id = f"hypothesis[{dtype}]"
+    try:
+        with with_reporter(lambda _: None):
+            test()
+    except PropertyFailure:
+        problem = failure["problem"]
+        return result(ctx, "sdpa", prop.name, case_id, FAILED, headline(
+            "sdpa", prop.name, f"{prop.description}\nminimal failing example: "
+            f"{problem.describe()}\n{failure['message']}"), seed=problem.seed)
+    except (Unsatisfiable, FailedHealthCheck) as exc:
+        return result(ctx, "sdpa", prop.name, case_id, SKIPPED,
+                      f"unsupported: every example was rejected ({type(exc).__name__})")
+    return result(ctx, "sdpa", prop.name, case_id, PASSED)
+
+
+def check_property(prop: Property):
+    def run(ctx: RunContext, op: str) -> Iterator[Result]:
+        if ctx.case_filter and not ctx.case_filter.startswith("hypothesis"):
+            return
+        missing = sorted(set(prop.needs) - ctx.adapter.ops["sdpa"].features)
+        kind = mask_kind(ctx, prop.mask)
+        if missing or kind is None:
+            needs = missing or [f"{prop.mask} mask"]
+            yield result(ctx, "sdpa", prop.name, f"hypothesis[{property_dtype(ctx)}]", SKIPPED,
+                         f"unsupported: needs feature(s) {needs}")
+            return
+        yield run_property(ctx, prop, kind)
+
+    run.__doc__ = prop.description
+    return run

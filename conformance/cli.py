@@ -1,0 +1,182 @@
+"""``attnconf``: run the checks, list what there is, manage fixtures.
+
+Exit codes: 0 conformant, 1 any failure (or nothing passed), 2 usage or
+adapter-load error (one line, no traceback unless --traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+
+from conformance.adapters import AdapterLoadError, resolve
+from conformance.checks import CHECKS
+from conformance.profiles import PROFILES
+from conformance.report import parse_report_spec, to_text, write_report
+from conformance.results import FAILED, PASSED, SKIPPED, Result, verdict
+from conformance.runner import DEFAULT_SEED, RunConfig, check_only, run
+from conformance.tolerance import DEFAULT_K, Tolerance
+
+
+class UsageError(Exception):
+    """A mistake in the command line or the environment: exit 2, one line."""
+
+
+def _run_parser(sub) -> None:
+    p = sub.add_parser("run", help="check an adapter")
+    p.add_argument("--adapter", required=True, metavar="SPEC",
+                   help="built-in name, module:attr, path/file.py:attr or entry-point name")
+    p.add_argument("--framework", help="numpy (default), torch: what the adapter is handed")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    p.add_argument("--only", nargs="+", default=(), metavar="CHECK")
+    p.add_argument("--case", help="run only the case with this id (see failure messages)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--k", type=float, default=DEFAULT_K, help="tolerance multiplier k")
+    p.add_argument("--atol", type=float, default=None, help="override atol for every case")
+    p.add_argument("--isolate", choices=("inprocess", "subprocess"), default=None,
+                   help="run the adapter in a worker process (default: the profile's)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="per-case timeout in seconds (default: scaled by case size)")
+    p.add_argument("--report", action="append", default=[], metavar="FORMAT:PATH",
+                   help="json:PATH, junit:PATH or md:PATH (repeatable)")
+    p.add_argument("--traceback", action="store_true", help="show tracebacks of load errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attnconf", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    p = sub.add_parser("list", help="list adapters, ops, checks and the case matrix")
+    p.add_argument("what", nargs="?", choices=("adapters", "checks", "cases", "all"),
+                   default="all")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="ci")
+    try:
+        from conformance.fixturecli import add_fixtures_parser
+    except ImportError:  # fixtures tooling not installed in this checkout
+        pass
+    else:
+        add_fixtures_parser(sub)
+    return parser
+
+
+class Progress:
+    """A live line on a terminal; one line per finished check otherwise (CI logs)."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream, self.tty = stream, stream.isatty()
+        self.counts = {PASSED: 0, FAILED: 0, SKIPPED: 0}
+        self.current, self.started, self.check_counts = None, time.monotonic(), None
+
+    def __call__(self, r: Result) -> None:
+        key = (r.op, r.check)
+        if key != self.current:
+            self.flush_check()
+            self.current, self.check_counts = key, {PASSED: 0, FAILED: 0, SKIPPED: 0}
+            self.check_started = time.monotonic()
+        self.counts[r.status] += 1
+        self.check_counts[r.status] += 1
+        if self.tty:
+            c = self.counts
+            self.stream.write(f"\r\x1b[K{r.op}/{r.check} {r.case[:50]}  "
+                              f"{c[PASSED]} passed {c[FAILED]} failed {c[SKIPPED]} skipped")
+            self.stream.flush()
+
+    def flush_check(self) -> None:
+        if self.current and not self.tty:
+            c = self.check_counts
+            self.stream.write(f"  {self.current[0]}/{self.current[1]}: {c[PASSED]} passed, "
+                              f"{c[FAILED]} failed, {c[SKIPPED]} skipped "
+                              f"({time.monotonic() - self.check_started:.1f} s)\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        self.flush_check()
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+
+
+def _config(args) -> RunConfig:
+    try:
+        only = check_only(args.only)
+        for spec in args.report:
+            parse_report_spec(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return RunConfig(profile=PROFILES[args.profile], seed=args.seed, only=only, case=args.case,
+                     tolerance=Tolerance(k=args.k, atol=args.atol), isolate=args.isolate,
+                     timeout=args.timeout, framework_flag=args.framework)
+
+
+def _verify_fixtures() -> None:
+    try:
+        from conformance.fixturestore import default_root, verify
+    except ImportError:
+        return
+    problems = verify(default_root())
+    if problems:
+        raise UsageError(f"refusing to give a verdict: shipped fixtures fail verification "
+                         f"({problems[0]}{'; …' if len(problems) > 1 else ''})")
+
+
+def command_run(args) -> int:
+    config = _config(args)
+    _verify_fixtures()
+    adapter = resolve(args.adapter, framework=args.framework)
+    isolate = config.isolate or config.profile.isolate
+    print(f"attnconf run: adapter {adapter.spec} ({adapter.name}, framework "
+          f"{getattr(adapter.framework, 'name', 'custom')}, ops {', '.join(adapter.ops)}), "
+          f"profile {config.profile.name}, seed {config.seed}, isolation {isolate}, "
+          f"timeout {config.timeout or 'scaled by case size (≥ 10 s)'}", file=sys.stderr)
+    progress = Progress()
+    try:
+        results, info = run(adapter, config, progress)
+    finally:
+        progress.close()
+    sys.stdout.write(to_text(results, info))
+    for spec in args.report:
+        print(f"report written: {write_report(spec, results, info)}", file=sys.stderr)
+    return verdict(results)[0]
+
+
+def command_list(args) -> int:
+    from conformance.builtin_adapters import BUILTINS
+    from conformance.ops import op_specs
+
+    if args.what in ("adapters", "all"):
+        print("adapters (built-in):", ", ".join(BUILTINS))
+        print("ops:", ", ".join(op_specs()))
+    if args.what in ("checks", "all"):
+        print("checks:")
+        for check in CHECKS:
+            print(f"  {check.name:18} {check.description}  [ops: {', '.join(check.ops)}]")
+    if args.what in ("cases", "all"):
+        print(f"cases (profile {args.profile}, seed {DEFAULT_SEED}):")
+        for _op, spec in op_specs().items():
+            for case in spec.cases(PROFILES[args.profile], DEFAULT_SEED):
+                print(f"  {case.id}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "list":
+            return command_list(args)
+        from conformance.fixturecli import run_fixtures
+
+        return run_fixtures(args)
+    except (AdapterLoadError, UsageError) as exc:
+        if getattr(args, "traceback", False):
+            traceback.print_exc()
+        print(f"attnconf: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

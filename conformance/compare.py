@@ -1,0 +1,100 @@
+"""Compare a candidate output to the expected one; one failure-message format.
+
+The message (tested word for word in tests/test_harness_messages.py) reads:
+
+    <op> / <check>: <case description>
+    tolerance: <bound explanation>
+    Mismatched elements: k / n (p%)
+    first mismatches (index: actual, expected, abs err, rel err):
+      (i, j, …): a, e, abs, rel
+    non-finite: actual NaN at [...], expected NaN at [...]
+    Max absolute difference: x
+    Max relative difference: y
+
+Shape and dtype are checked strictly before values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from conformance.tolerance import Bound
+
+SHOWN_MISMATCHES = 5
+
+
+@dataclass(frozen=True)
+class Comparison:
+    ok: bool
+    max_abs_err: float | None
+    lines: tuple[str, ...]
+
+
+def _index(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(flat_index, shape))
+
+
+def _nonfinite_lines(actual: np.ndarray, expected: np.ndarray) -> list[str]:
+    lines = []
+    for label, array in (("actual", actual), ("expected", expected)):
+        for kind, where in (("NaN", np.isnan(array)), ("inf", np.isinf(array))):
+            if where.any():
+                positions = [_index(i, array.shape) for i in np.flatnonzero(where)[:3]]
+                more = "" if where.sum() <= 3 else f" (+{int(where.sum()) - 3} more)"
+                lines.append(f"{label} {kind} at {positions}{more}")
+    return lines
+
+
+def check_contract(actual: np.ndarray, expected_shape: tuple, expected_dtype) -> str | None:
+    """A one-line reason when shape or dtype differ, else None."""
+    if tuple(actual.shape) != tuple(expected_shape):
+        return f"shape mismatch: got {tuple(actual.shape)}, expected {tuple(expected_shape)}"
+    if np.dtype(actual.dtype) != np.dtype(expected_dtype):
+        got, want = np.dtype(actual.dtype).name, np.dtype(expected_dtype).name
+        return f"dtype mismatch: got {got}, expected {want}"
+    return None
+
+
+def compare(
+    actual: np.ndarray,
+    expected: np.ndarray,
+    bound: Bound,
+    ignore: np.ndarray | None = None,
+) -> Comparison:
+    """Pass when non-finite positions agree and max|actual − expected| ≤ bound.
+
+    ``ignore`` (broadcastable bool) marks elements whose value is not specified
+    (e.g. fully-masked rows under ``fully_masked="any"``).
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    considered = np.ones(a.shape, bool) if ignore is None else ~np.broadcast_to(ignore, a.shape)
+    both_finite = np.isfinite(a) & np.isfinite(e)
+    same_nonfinite = (np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e))
+    with np.errstate(invalid="ignore", over="ignore"):
+        abs_err = np.where(both_finite, np.abs(a - e), np.inf)
+        abs_err = np.where(same_nonfinite | ~considered, 0.0, abs_err)
+        scale = np.maximum(np.abs(np.where(np.isfinite(e), e, 1.0)), np.finfo(float).tiny)
+        rel_err = abs_err / scale
+    bad = abs_err > bound.value
+    max_abs = float(abs_err.max()) if abs_err.size else 0.0
+    if not bad.any():
+        return Comparison(True, max_abs, ())
+    lines = [
+        f"tolerance: {bound.explain()}",
+        f"Mismatched elements: {int(bad.sum())} / {bad.size} ({100.0 * bad.mean():.3g}%)",
+        "first mismatches (index: actual, expected, abs err, rel err):",
+    ]
+    for flat in np.flatnonzero(bad)[:SHOWN_MISMATCHES]:
+        idx = _index(flat, a.shape)
+        lines.append(
+            f"  {idx}: {a[idx]:.6g}, {e[idx]:.6g}, {abs_err[idx]:.3g}, {rel_err[idx]:.3g}"
+        )
+    lines += _nonfinite_lines(a, e)
+    finite_rel = rel_err[np.isfinite(rel_err)]
+    lines.append(f"Max absolute difference: {max_abs:.6g}")
+    max_rel = float(finite_rel.max()) if finite_rel.size else 0.0
+    lines.append(f"Max relative difference: {max_rel:.6g}")
+    return Comparison(False, max_abs, tuple(lines))

@@ -1,0 +1,191 @@
+"""Op ``sdpa``: the case matrix, inputs, call and expected outputs.
+
+Scenarios × shapes × dtypes. Shapes include 1, 7, 113 and 203, Lq ≠ Lk both
+ways, Ev ≠ E, 0–2 batch dims, GQA and one long sequence. Every mask kind:
+bool, float (in the query's dtype), broadcast, fully-masked rows, causal in
+both alignments, and the extension features (window, softcap, ALiBi, sinks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from conformance.cases import AttentionShapes, Case, make_case, unique_cases
+from conformance.frameworks import DTYPE_BY_NAME, OutputTypeError
+from conformance.ops import Expected, OpSpec, require
+from conformance.profiles import Profile
+from reference.sdpa import sdpa as reference_sdpa
+
+S = AttentionShapes
+ONE = S((), 1, 1, 1, 1, 8, 8)
+SQUARE = S((2,), 2, 2, 7, 7, 16, 16)
+WIDE = S((2, 3), 2, 2, 5, 7, 8, 4)  # Lq < Lk, Ev ≠ E, two batch dims
+TALL = S((1,), 2, 2, 7, 5, 16, 16)  # Lq > Lk
+ODD = S((1,), 3, 3, 113, 113, 32, 32)
+ODDER = S((), 1, 1, 203, 203, 64, 64)
+GQA = S((2,), 8, 2, 5, 7, 16, 16)
+GQA_ODD = S((1,), 6, 3, 7, 7, 8, 8)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    shapes: tuple[AttentionShapes, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    mask: str = "none"  # none|bool|float|bool-bcast|float-bcast|bool-empty-rows|float-empty-rows
+    features: tuple[str, ...] = ()
+    core: bool = False  # run in low precision even in the quick profile
+
+
+SCENARIOS = (
+    Scenario("plain", (ONE, SQUARE, WIDE, TALL, ODD, ODDER), core=True),
+    Scenario("bool-mask", (SQUARE, WIDE, TALL), mask="bool", features=("bool_mask",), core=True),
+    Scenario("float-mask", (SQUARE, WIDE), mask="float", features=("float_mask",), core=True),
+    Scenario("bool-mask-bcast", (WIDE,), mask="bool-bcast", features=("bool_mask",)),
+    Scenario("float-mask-bcast", (WIDE,), mask="float-bcast", features=("float_mask",)),
+    Scenario("causal", (SQUARE, WIDE, TALL, ODD), {"is_causal": True}, features=("causal",),
+             core=True),
+    Scenario("causal-bottom-right", (WIDE, TALL),
+             {"is_causal": True, "causal_alignment": "bottom_right"},
+             features=("causal", "bottom_right")),
+    Scenario("scale", (SQUARE, WIDE), {"scale": 0.37}, features=("scale",)),
+    Scenario("gqa", (GQA, GQA_ODD), {"enable_gqa": True}, features=("gqa",), core=True),
+    Scenario("gqa-causal", (GQA,), {"enable_gqa": True, "is_causal": True},
+             features=("gqa", "causal")),
+    Scenario("mask-causal", (WIDE,), {"is_causal": True}, mask="bool",
+             features=("bool_mask", "causal", "mask_with_causal")),
+    Scenario("empty-rows-bool", (SQUARE,), mask="bool-empty-rows", features=("bool_mask",)),
+    Scenario("empty-rows-float", (SQUARE,), mask="float-empty-rows", features=("float_mask",)),
+    Scenario("large-logits", (SQUARE,), {"input_scale": 40.0}, core=True),
+    Scenario("window", (S((1,), 2, 2, 13, 13, 8, 8),), {"window": (3, 1)}, features=("window",)),
+    Scenario("softcap", (SQUARE,), {"softcap": 0.8, "input_scale": 3.0}, features=("softcap",)),
+    Scenario("alibi", (SQUARE,), {"alibi_slopes": (0.5, 0.25)}, features=("alibi",)),
+    Scenario("sinks", (SQUARE,), {"sinks": (0.3, -1.0)}, features=("sinks",)),
+)
+
+# harness-only options: they shape the inputs, they are not passed to the adapter
+INPUT_OPTIONS = ("input_scale", "mask")
+
+
+def long_shapes(length: int) -> AttentionShapes:
+    return S((), 2, 2, length, length, 64, 64)
+
+
+def build_cases(profile: Profile, run_seed: int) -> list[Case]:
+    scenarios = (*SCENARIOS,
+                 Scenario("long-causal", (long_shapes(profile.long_length),), {"is_causal": True},
+                          features=("causal",), core=True))
+    cases = []
+    for scenario in scenarios:
+        dtypes = profile.dtypes if (scenario.core or not profile.lowp_scenarios_only_core) else (
+            tuple(d for d in profile.dtypes if d in ("float64", "float32")))
+        for shapes in scenario.shapes:
+            for dtype in dtypes:
+                options = {**scenario.options, "mask": scenario.mask}
+                cases.append(make_case("sdpa", scenario.name, shapes.label, dtype, run_seed,
+                                       options, scenario.features, shapes))
+    return unique_cases(cases)
+
+
+def _mask(kind: str, shapes: AttentionShapes, rng, dtype) -> np.ndarray | None:
+    full = (*shapes.batch, shapes.heads_q, shapes.len_q, shapes.len_k)
+    if kind == "none":
+        return None
+    shape = {"bool-bcast": (shapes.len_q, shapes.len_k),
+             "float-bcast": (shapes.heads_q, 1, shapes.len_k)}.get(kind, full)
+    visible = rng.random(shape) < 0.7
+    # every row keeps one visible key unless the scenario is about empty rows
+    keep = rng.integers(0, shapes.len_k, size=shape[:-1])
+    np.put_along_axis(visible, keep[..., None], True, axis=-1)
+    if kind.endswith("empty-rows"):
+        visible[..., 1, :] = False
+        visible[..., -1, :] = False
+    if kind.startswith("bool"):
+        return visible
+    bias = rng.standard_normal(shape)
+    return np.where(visible, bias, -np.inf).astype(dtype)
+
+
+def make_inputs(case: Case) -> dict[str, Any]:
+    """query/key/value (and attn_mask) in the case dtype, from the case's own seed."""
+    rng = np.random.default_rng(case.seed)
+    sh, dtype = case.shapes, DTYPE_BY_NAME[case.dtype]
+    scale = case.option("input_scale", 1.0)
+    q = rng.standard_normal((*sh.batch, sh.heads_q, sh.len_q, sh.dim)) * scale
+    k = rng.standard_normal((*sh.batch, sh.heads_kv, sh.len_k, sh.dim)) * scale
+    v = rng.standard_normal((*sh.batch, sh.heads_kv, sh.len_k, sh.dim_v))
+    inputs = {"query": q.astype(dtype), "key": k.astype(dtype), "value": v.astype(dtype)}
+    mask = _mask(case.option("mask", "none"), sh, rng, dtype)
+    if mask is not None:
+        inputs["attn_mask"] = mask
+    return inputs
+
+
+def call_kwargs(binding, case: Case) -> dict[str, Any]:
+    """The keyword arguments this case sends: only the parameters the adapter accepts."""
+    require(binding, case)
+    kwargs = {k: v for k, v in case.options if k not in INPUT_OPTIONS}
+    if "dropout_p" in binding.params:
+        kwargs["dropout_p"] = 0.0  # explicit: a kernel must not drop anything at p = 0
+    for key in ("alibi_slopes", "sinks"):
+        if key in kwargs:
+            kwargs[key] = np.asarray(kwargs[key], dtype=DTYPE_BY_NAME[case.dtype])
+    return kwargs
+
+
+def arguments(binding, inputs: dict[str, Any], case: Case) -> tuple[list, dict[str, Any]]:
+    """(args, kwargs) in NumPy; the invoker converts them to the adapter's framework."""
+    kwargs = call_kwargs(binding, case)
+    if "attn_mask" in inputs:
+        kwargs["attn_mask"] = inputs["attn_mask"]
+    return [inputs[n] for n in ("query", "key", "value")], kwargs
+
+
+def _mask_kind(case: Case) -> str:
+    mask = case.option("mask", "none")
+    return "causal" if mask == "none" else mask.split("-")[0]
+
+
+def fully_masked_policy(case: Case, conventions: dict[str, Any]) -> str:
+    policy = conventions["fully_masked"]
+    return policy.get(_mask_kind(case), "zeros") if isinstance(policy, dict) else policy
+
+
+def reference_kwargs(case: Case, conventions: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {k: v for k, v in case.options if k not in INPUT_OPTIONS}
+    kwargs.setdefault("causal_alignment", conventions["causal_alignment"])
+    for key in ("alibi_slopes", "sinks"):
+        if key in kwargs:
+            kwargs[key] = np.asarray(kwargs[key], dtype=np.float64)
+    return kwargs
+
+
+def expected(inputs: dict[str, Any], case: Case, conventions: dict[str, Any]) -> list[Expected]:
+    kwargs = reference_kwargs(case, conventions)
+    q, k, v = (inputs[n] for n in ("query", "key", "value"))
+    mask = inputs.get("attn_mask")
+    wide = [x.astype(np.float64) for x in (q, k, v)]
+    mask64 = None if mask is None or mask.dtype == bool else mask.astype(np.float64)
+    mask64 = mask if mask64 is None else mask64
+    policy = fully_masked_policy(case, conventions)
+    ref64, lse = reference_sdpa(*wide, attn_mask=mask64, fully_masked=(
+        "zeros" if policy == "any" else policy), return_lse=True, **kwargs)
+    ignore = np.isneginf(lse)[..., None] if policy == "any" else None
+    if case.dtype == "float64":
+        ref_lowp = ref64
+    else:
+        ref_lowp = reference_sdpa(q, k, v, attn_mask=mask, compute_dtype=q.dtype,
+                                  fully_masked="zeros" if policy == "any" else policy, **kwargs)
+    return [Expected("output", ref64, ref_lowp, q.dtype, ignore)]
+
+
+def outputs(converted: Any, expectations: list[Expected]) -> list[np.ndarray]:
+    if not isinstance(converted, np.ndarray):
+        raise OutputTypeError(f"sdpa must return one array, got {type(converted).__name__}")
+    return [converted]
+
+
+SPEC = OpSpec("sdpa", build_cases, make_inputs, arguments, expected, outputs)

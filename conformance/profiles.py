@@ -1,0 +1,32 @@
+"""Run profiles: how much to run and how reproducibly.
+
+quick: one adapter in ≤ 30 s on a 2-core machine; ci: derandomized
+hypothesis with no example database (a verdict is reproducible); full: more
+examples and the longest sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    dtypes: tuple[str, ...]
+    lowp_scenarios_only_core: bool  # low precision on the core scenarios only
+    long_length: int
+    max_examples: int
+    derandomize: bool
+    isolate: str
+    case_timeout: float  # seconds for the largest case; smaller cases scale down
+
+
+PROFILES = {
+    "quick": Profile("quick", ("float64", "float32", "float16", "bfloat16"), True, 512, 8,
+                     True, "inprocess", 60.0),
+    "ci": Profile("ci", ("float64", "float32", "float16", "bfloat16"), False, 1024, 20, True,
+                  "subprocess", 120.0),
+    "full": Profile("full", ("float64", "float32", "float16", "bfloat16"), False, 2048, 100,
+                    False, "inprocess", 300.0),
+}

@@ -1,0 +1,151 @@
+"""Reports: terminal summary, JSON, JUnit XML and Markdown, written atomically.
+
+A report is written to a temporary file beside its target and renamed into
+place, so a run killed mid-way never leaves a truncated file that CI would
+parse as a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from conformance.results import FAILED, PASSED, SKIPPED, Result, RunInfo, summary, verdict
+
+FORMATS = ("json", "junit", "md")
+
+
+def parse_report_spec(spec: str) -> tuple[str, Path]:
+    fmt, sep, path = spec.partition(":")
+    if not sep or fmt not in FORMATS or not path:
+        raise ValueError(f"--report must be FORMAT:PATH with FORMAT in {FORMATS}, got {spec!r}")
+    return fmt, Path(path)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_json(results: list[Result], info: RunInfo) -> str:
+    document = {
+        "adapter": info.adapter, "profile": info.profile, "seed": info.seed,
+        "kit_version": info.kit_version, "versions": info.versions,
+        "conventions": {"observed": info.conventions, "declared": info.declared},
+        "settings": info.settings, "summary": summary(results),
+        "verdict": verdict(results)[1],
+        "results": [{k: v for k, v in r.as_dict().items()} for r in results],
+    }
+    return json.dumps(document, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def to_junit(results: list[Result], info: RunInfo) -> str:
+    counts = summary(results)
+    suite = ET.Element("testsuite", name=f"attnconf[{info.adapter}]", tests=str(len(results)),
+                       failures=str(counts[FAILED]), skipped=str(counts[SKIPPED]), errors="0")
+    properties = ET.SubElement(suite, "properties")
+    for key, value in (("seed", info.seed), ("profile", info.profile),
+                       ("kit_version", info.kit_version), *info.versions.items()):
+        ET.SubElement(properties, "property", name=str(key), value=str(value))
+    for r in results:
+        case = ET.SubElement(suite, "testcase", classname=f"{r.op}.{r.check}", name=r.case)
+        if r.status == FAILED:
+            ET.SubElement(case, "failure", message=r.message.splitlines()[0] if r.message
+                          else "failed").text = r.message
+        elif r.status == SKIPPED:
+            ET.SubElement(case, "skipped", message=r.message)
+    return ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def table(results: list[Result]) -> list[tuple[str, str, int, int, int, str]]:
+    """Rows (op, check, passed, failed, skipped, first skip reason) in run order."""
+    grouped: dict[tuple[str, str], list[Result]] = defaultdict(list)
+    for r in results:
+        grouped[(r.op, r.check)].append(r)
+    rows = []
+    for (op, check), rs in grouped.items():
+        counts = summary(rs)
+        reason = next((r.message for r in rs if r.status == SKIPPED), "")
+        rows.append((op, check, counts[PASSED], counts[FAILED], counts[SKIPPED], reason))
+    return rows
+
+
+def conventions_lines(info: RunInfo) -> list[str]:
+    declared = info.declared.get("conventions", {})
+    lines = []
+    for name in ("causal_alignment", "fully_masked", "masked_nonfinite"):
+        observed = info.conventions.get(name, "not probed")
+        lines.append(f"  {name:17} declared {declared.get(name)!r:28} observed {observed!r}")
+    return lines
+
+
+def to_text(results: list[Result], info: RunInfo) -> str:
+    counts = summary(results)
+    lines = [f"attnconf: adapter {info.adapter} · profile {info.profile} · seed {info.seed}", ""]
+    lines.append(f"  {'op':22} {'check':18} {'passed':>6} {'failed':>6} {'skipped':>7}")
+    for op, check, p, f, s, reason in table(results):
+        why = f"  ({reason[:70]})" if s and not p and not f else ""
+        lines.append(f"  {op:22} {check:18} {p:6d} {f:6d} {s:7d}{why}")
+    lines += ["", "conventions:", *conventions_lines(info)]
+    failures = [r for r in results if r.status == FAILED]
+    for r in failures[:20]:
+        lines += ["", "FAILED " + r.message]
+    if len(failures) > 20:
+        lines.append(f"\n… and {len(failures) - 20} more failures (see the JSON report)")
+    code, reason = verdict(results)
+    lines += ["", f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped",
+              f"verdict: {'CONFORMANT' if code == 0 else 'NOT CONFORMANT'} ({reason})"]
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(results: list[Result], info: RunInfo) -> str:
+    counts = summary(results)
+    lines = [f"# attnconf report: `{info.adapter}`", "",
+             f"profile `{info.profile}`, seed `{info.seed}`, kit {info.kit_version}", "",
+             f"**{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped** — "
+             f"{verdict(results)[1]}", "", "| op | check | passed | failed | skipped |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {o} | {c} | {p} | {f} | {s} |" for o, c, p, f, s, _ in table(results)]
+    lines += ["", "## Conventions", "", "```", *conventions_lines(info), "```"]
+    failures = [r for r in results if r.status == FAILED]
+    if failures:
+        lines += ["", "## Failures", ""]
+        for r in failures:
+            lines += ["```", r.message, "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"json": to_json, "junit": to_junit, "md": to_markdown}
+
+
+def write_report(spec: str, results: list[Result], info: RunInfo) -> Path:
+    fmt, path = parse_report_spec(spec)
+    write_atomic(path, RENDERERS[fmt](results, info))
+    return path
+
+
+__all__ = [
+    "FORMATS",
+    "asdict",
+    "parse_report_spec",
+    "to_json",
+    "to_junit",
+    "to_markdown",
+    "to_text",
+    "write_atomic",
+    "write_report",
+]

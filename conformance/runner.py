@@ -1,0 +1,108 @@
+"""Run the checks against one adapter: the single entry point the CLI and the plugin share."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import conformance
+from conformance.adapters import ResolvedAdapter
+from conformance.checks import CHECK_NAMES, CHECKS, Check, RunContext
+from conformance.invoke import InProcessInvoker
+from conformance.profiles import PROFILES, Profile
+from conformance.results import SKIPPED, Result, RunInfo
+from conformance.tolerance import Tolerance
+
+DEFAULT_SEED = 20260101
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    profile: Profile = PROFILES["ci"]
+    seed: int = DEFAULT_SEED
+    only: tuple[str, ...] = ()
+    case: str | None = None
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    isolate: str | None = None  # None = the profile's default
+    timeout: float | None = None  # None = per-case default scaled by size
+    framework_flag: str | None = None
+
+
+def check_only(names: Iterable[str]) -> tuple[str, ...]:
+    """The --only names, validated: unknown names are a usage error."""
+    names = tuple(names)
+    unknown = [n for n in names if n not in CHECK_NAMES]
+    if unknown:
+        raise ValueError(f"unknown check(s) {unknown}; known: {', '.join(CHECK_NAMES)}")
+    return names
+
+
+def make_invoker(adapter: ResolvedAdapter, config: RunConfig):
+    mode = config.isolate or config.profile.isolate
+    if mode == "subprocess":
+        from conformance.isolation import SubprocessInvoker
+
+        return SubprocessInvoker(adapter, timeout=config.timeout)
+    return InProcessInvoker(adapter)
+
+
+def selected_checks(config: RunConfig) -> list[Check]:
+    return [c for c in CHECKS if not config.only or c.name in config.only]
+
+
+def iter_results(ctx: RunContext, checks: list[Check]) -> Iterator[Result]:
+    if ctx.adapter.unavailable:
+        for op in ctx.adapter.ops:
+            yield Result(op, "all", "-", SKIPPED, f"unsupported: {ctx.adapter.unavailable}")
+        return
+    for check in checks:
+        for op in ctx.adapter.ops:
+            if op in check.ops:
+                yield from check.run(ctx, op)
+
+
+def versions(adapter: ResolvedAdapter) -> dict[str, str]:
+    found = {"attention-conformance": conformance.__version__, "numpy": np.__version__,
+             "python": platform.python_version()}
+    try:
+        import torch
+
+        found["torch"] = torch.__version__
+    except ImportError:
+        pass
+    version = getattr(adapter.framework, "version", None)
+    if callable(version):
+        found[f"framework:{getattr(adapter.framework, 'name', 'custom')}"] = version()
+    return found
+
+
+def run(adapter: ResolvedAdapter, config: RunConfig,
+        progress: Callable[[Result], None] | None = None) -> tuple[list[Result], RunInfo]:
+    """All selected checks on every op the adapter provides; results in table order."""
+    invoker = make_invoker(adapter, config)
+    ctx = RunContext(adapter, invoker, config.profile, config.seed, config.tolerance,
+                     config.case, config.framework_flag)
+    results: list[Result] = []
+    try:
+        for r in iter_results(ctx, selected_checks(config)):
+            results.append(r)
+            if progress:
+                progress(r)
+    finally:
+        invoker.close()
+    info = RunInfo(
+        adapter=adapter.spec, profile=config.profile.name, seed=config.seed,
+        kit_version=conformance.__version__, versions=versions(adapter),
+        conventions=dict(ctx.observed),
+        declared={"name": adapter.name, "framework": getattr(adapter.framework, "name", "custom"),
+                  "device": adapter.device, "dtypes": list(adapter.dtypes),
+                  "conventions": adapter.conventions,
+                  "ops": {op: sorted(b.features) for op, b in adapter.ops.items()}},
+        settings={"k": config.tolerance.k, "atol": config.tolerance.atol,
+                  "isolate": getattr(invoker, "mode", "inprocess"),
+                  "timeout": config.timeout, "only": list(config.only), "case": config.case},
+    )
+    return results, info

@@ -1,0 +1,105 @@
+"""Hypothesis strategies for attention problems.
+
+Read like ``hypothesis.extra.numpy``: essentials positional, options
+keyword-only, a value or a strategy accepted, bounded defaults, arguments
+checked eagerly. A problem is drawn as shapes + a seed; its arrays come from
+``np.random.default_rng(seed)``, so shrinking gives small shapes quickly and a
+failing example is reproduced from four numbers.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from hypothesis import strategies as st
+
+from conformance.cases import AttentionShapes
+from conformance.frameworks import DTYPE_BY_NAME
+
+MASK_KINDS = ("none", "bool", "float")
+
+
+class AttentionProblem(NamedTuple):
+    shapes: AttentionShapes
+    dtype: str
+    seed: int
+    mask: str
+
+    def describe(self) -> str:
+        return f"[{self.shapes.label}-{self.dtype}] mask={self.mask} seed={self.seed}"
+
+
+def _as_strategy(value):
+    return value if isinstance(value, st.SearchStrategy) else st.just(value)
+
+
+def _check_bound(name: str, value: int, low: int) -> None:
+    if not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int ≥ {low}, got {value!r}")
+
+
+@st.composite
+def _shapes(draw, max_batch_dims, max_heads, max_len, max_dim, min_len, gqa, equal_lengths):
+    batch = tuple(draw(st.lists(st.integers(1, 2), max_size=max_batch_dims)))
+    heads_kv = draw(st.integers(1, max_heads))
+    heads_q = heads_kv * (draw(st.integers(2, 3)) if gqa else 1)
+    len_q = draw(st.integers(min_len, max_len))
+    len_k = len_q if equal_lengths else draw(st.integers(min_len, max_len))
+    dim = draw(st.integers(1, max_dim))
+    dim_v = draw(st.sampled_from((dim, max(1, dim // 2) + 1)))
+    return AttentionShapes(batch, heads_q, heads_kv, len_q, len_k, dim, dim_v)
+
+
+def attention_shapes(
+    *,
+    max_batch_dims: int = 2,
+    max_heads: int = 3,
+    max_len: int = 9,
+    max_dim: int = 16,
+    min_len: int = 1,
+    gqa: bool = False,
+    equal_lengths: bool = False,
+) -> st.SearchStrategy[AttentionShapes]:
+    """Shapes of one attention call. Defaults keep every array tiny (≤ 2·2·3·9·16)."""
+    _check_bound("max_batch_dims", max_batch_dims, 0)
+    _check_bound("max_heads", max_heads, 1)
+    _check_bound("min_len", min_len, 1)
+    _check_bound("max_len", max_len, min_len)
+    _check_bound("max_dim", max_dim, 1)
+    return _shapes(max_batch_dims, max_heads, max_len, max_dim, min_len, gqa, equal_lengths)
+
+
+def attention_problems(
+    shapes: AttentionShapes | st.SearchStrategy[AttentionShapes] | None = None,
+    *,
+    dtype: str | st.SearchStrategy[str] = "float64",
+    mask: str | st.SearchStrategy[str] = "none",
+) -> st.SearchStrategy[AttentionProblem]:
+    """Problems (shapes, dtype, seed, mask kind); ``materialize`` makes the arrays."""
+    if isinstance(dtype, str) and dtype not in DTYPE_BY_NAME:
+        raise ValueError(f"dtype must be one of {sorted(DTYPE_BY_NAME)}, got {dtype!r}")
+    if isinstance(mask, str) and mask not in MASK_KINDS:
+        raise ValueError(f"mask must be one of {MASK_KINDS}, got {mask!r}")
+    shapes_st = attention_shapes() if shapes is None else _as_strategy(shapes)
+    return st.builds(AttentionProblem, shapes_st, _as_strategy(dtype),
+                     st.integers(0, 2**31 - 1), _as_strategy(mask))
+
+
+def materialize(problem: AttentionProblem) -> dict[str, np.ndarray]:
+    """query, key, value and (per ``problem.mask``) a full-shape attn_mask with no empty row."""
+    sh, rng = problem.shapes, np.random.default_rng(problem.seed)
+    dtype = DTYPE_BY_NAME[problem.dtype]
+    arrays = {
+        "query": rng.standard_normal((*sh.batch, sh.heads_q, sh.len_q, sh.dim)),
+        "key": rng.standard_normal((*sh.batch, sh.heads_kv, sh.len_k, sh.dim)),
+        "value": rng.standard_normal((*sh.batch, sh.heads_kv, sh.len_k, sh.dim_v)),
+    }
+    arrays = {k: v.astype(dtype) for k, v in arrays.items()}
+    if problem.mask != "none":
+        visible = rng.random((*sh.batch, sh.heads_q, sh.len_q, sh.len_k)) < 0.7
+        keep = rng.integers(0, sh.len_k, size=visible.shape[:-1])
+        np.put_along_axis(visible, keep[..., None], True, axis=-1)
+        arrays["attn_mask"] = visible if problem.mask == "bool" else (
+            np.where(visible, 0.0, -np.inf).astype(dtype))
+    return arrays
