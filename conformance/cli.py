@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", choices=("adapters", "checks", "cases", "all"),
                    default="all")
     p.add_argument("--profile", choices=sorted(PROFILES), default="ci")
+    from conformance.matrix import add_matrix_parser
+
+    add_matrix_parser(sub)
     try:
         from conformance.fixturecli import add_fixtures_parser
     except ImportError:  # fixtures tooling not installed in this checkout
@@ -168,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args)
         if args.command == "list":
             return command_list(args)
+        if args.command == "matrix":
+            from conformance.matrix import run_matrix
+
+            return run_matrix(args)
         from conformance.fixturecli import run_fixtures
 
         return run_fixtures(args)
