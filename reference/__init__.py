@@ -6,16 +6,28 @@ the one explicit registry of public entry points.
 
 from reference.additive import additive_attention
 from reference.alibi import alibi_slopes
+from reference.blocked import blocked_sdpa
+from reference.decode import decode_step
+from reference.encoder_layer import encoder_layer
+from reference.feed_forward import feed_forward
+from reference.multi_head import multi_head_attention
 from reference.positional import sinusoidal_positional_encoding
 from reference.relative_music import relative_attention, relative_attention_naive
 from reference.relative_shaw import shaw_relative_attention
 from reference.relative_t5 import t5_relative_bias, t5_relative_position_bucket
 from reference.rotary import rotary_embedding
 from reference.sdpa import sdpa
+from reference.sdpa_backward import sdpa_backward
 from reference.self_attention import self_attention
 
 VARIANTS = {
     "sdpa": sdpa,
+    "sdpa_backward": sdpa_backward,
+    "multi_head_attention": multi_head_attention,
+    "feed_forward": feed_forward,
+    "encoder_layer": encoder_layer,
+    "decode_step": decode_step,
+    "blocked_sdpa": blocked_sdpa,
     "self_attention": self_attention,
     "additive_attention": additive_attention,
     "sinusoidal_positional_encoding": sinusoidal_positional_encoding,
@@ -32,10 +44,16 @@ __all__ = [
     "VARIANTS",
     "additive_attention",
     "alibi_slopes",
+    "blocked_sdpa",
+    "decode_step",
+    "encoder_layer",
+    "feed_forward",
+    "multi_head_attention",
     "relative_attention",
     "relative_attention_naive",
     "rotary_embedding",
     "sdpa",
+    "sdpa_backward",
     "self_attention",
     "shaw_relative_attention",
     "sinusoidal_positional_encoding",
