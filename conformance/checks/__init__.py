@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from conformance.checks.base import Check, RunContext
 from conformance.checks.conventions import conventions
+from conformance.checks.golden import golden
 from conformance.checks.gradients import gradients
 from conformance.checks.numeric import numeric, output_contract
 from conformance.checks.properties import check_property
@@ -19,6 +20,7 @@ CHECKS: tuple[Check, ...] = (
           "probe causal_alignment, fully_masked, masked_nonfinite against the declaration"),
     Check("output_contract", ("sdpa",), output_contract,
           "output type, shape, dtype and finiteness"),
+    Check("golden", ("sdpa",), golden, "the pinned golden sdpa cases (sha256-verified)"),
     Check("numeric", OPS, numeric, "agreement with the reference under the tolerance model"),
     *(Check(p.name, ("sdpa",), check_property(p), p.description.splitlines()[0])
       for p in PROPERTIES),
