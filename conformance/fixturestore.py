@@ -3,7 +3,7 @@
 Format (one ``manifest.json`` governs the files of its own directory)::
 
     {"format": 1,
-     "manifest_sha256": "<sha256 of this manifest without this field>",
+     "manifest_sha256": "<sha256 of this file's bytes with this digest zeroed>",
      "files": {"<name>.npz": {"sha256": "<file hash>", "bytes": N, ...file meta,
                               "arrays": {"<array>": {"shape": [...], "dtype": "float64",
                                                      "sha256": "<hash of its .npy member>",
@@ -73,13 +73,19 @@ def _canonical_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _manifest_digest(manifest: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    return sha256_bytes(_canonical_json(body).encode("utf-8"))
+_PLACEHOLDER = "0" * 64
+
+
+def _digest_line(digest: str) -> str:
+    return f'"manifest_sha256": "{digest}"'
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """The manifest of ``directory``, checked: canonical bytes and its own sha256."""
+    """The manifest of ``directory``, checked against its own sha256.
+
+    ``manifest_sha256`` is the sha256 of the file's exact bytes with that digest replaced
+    by 64 zeros, so any changed byte (whitespace included) is caught without re-encoding.
+    """
     path = Path(directory) / MANIFEST
     try:
         text = path.read_bytes().decode("utf-8")
@@ -93,19 +99,23 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     if manifest.get("format") != FORMAT:
         raise FixtureError(f"{path}: manifest format {manifest.get('format')!r}, "
                            f"this kit reads format {FORMAT}")
-    if manifest.get("manifest_sha256") != _manifest_digest(manifest):
+    digest = manifest.get("manifest_sha256")
+    line = _digest_line(digest) if isinstance(digest, str) else None
+    if line is None or text.count(line) != 1 or sha256_bytes(
+            text.replace(line, _digest_line(_PLACEHOLDER)).encode("utf-8")) != digest:
         raise FixtureError(f"{path}: manifest sha256 mismatch (the manifest was edited "
                            f"outside `attnconf fixtures regen`)")
-    if text != _canonical_json(manifest):
-        raise FixtureError(f"{path}: manifest is not in canonical form (edited by hand?)")
     return manifest
 
 
 def write_manifest(directory: str | Path, files: Mapping[str, Any]) -> Path:
-    manifest: dict[str, Any] = {"format": FORMAT, "files": dict(files)}
-    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    """Write the canonical manifest of ``directory`` listing ``files``."""
+    text = _canonical_json({"format": FORMAT, "files": dict(files),
+                            "manifest_sha256": _PLACEHOLDER})
+    digest = sha256_bytes(text.encode("utf-8"))
     path = Path(directory) / MANIFEST
-    path.write_bytes(_canonical_json(manifest).encode("utf-8"))
+    path.write_bytes(text.replace(_digest_line(_PLACEHOLDER), _digest_line(digest)).encode(
+        "utf-8"))
     return path
 
 
@@ -118,11 +128,14 @@ def save_arrays(
     *,
     meta: Mapping[str, Mapping[str, Any]] | None = None,
     file_meta: Mapping[str, Any] | None = None,
+    update_manifest: bool = True,
 ) -> dict[str, Any]:
     """Write ``arrays`` to the .npz ``path`` and record it in the directory's manifest.
 
     ``meta[name]`` is merged into that array's manifest entry (source, code, seed, bug,
-    ...); ``file_meta`` into the file's. Returns the file's manifest entry.
+    ...); ``file_meta`` into the file's. Returns the file's manifest entry. With
+    ``update_manifest=False`` the caller writes the manifest (``write_manifest``) once
+    for many files.
     """
     path = Path(path)
     if path.suffix != ".npz":
@@ -142,14 +155,15 @@ def save_arrays(
     data = _npz_bytes(members)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    try:
-        files = dict(read_manifest(path.parent)["files"])
-    except FixtureError:
-        files = {}
     file_entry = dict(file_meta or {})
     file_entry.update(sha256=sha256_bytes(data), bytes=len(data), arrays=entries)
-    files[path.name] = file_entry
-    write_manifest(path.parent, files)
+    if update_manifest:
+        try:
+            files = dict(read_manifest(path.parent)["files"])
+        except FixtureError:
+            files = {}
+        files[path.name] = file_entry
+        write_manifest(path.parent, files)
     return file_entry
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 import reference
 from conformance.fixturegen import golden_sdpa, golden_variants
-from conformance.fixturestore import save_arrays
+from conformance.fixturestore import save_arrays, write_manifest
 
 Builder = Callable[[np.random.Generator, Mapping[str, Any]], tuple[dict, dict]]
 
@@ -100,6 +100,7 @@ def build(case: GoldenCase) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 def generate(out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
+    entries = {}
     for case in CASES:
         inputs, kwargs = build(case)
         outputs = call(case.variant, inputs, kwargs)
@@ -109,11 +110,14 @@ def generate(out_dir: str | Path) -> None:
             if value is not None:
                 arrays[f"expected_{name}"] = value
                 meta[f"expected_{name}"] = {"role": "output"}
-        save_arrays(out_dir / case.filename, arrays, meta=meta, file_meta={
+        file_meta = {
             "variant": case.variant, "case": case.id, "seed": case.seed,
             "params": dict(case.params), "kwargs": kwargs,
             "inputs": sorted(inputs), "outputs": list(outputs),
             "none_outputs": sorted(n for n, v in outputs.items() if v is None),
             "entry_point": f"reference.VARIANTS[{case.variant!r}]",
             "generator": "conformance.fixturegen.golden:generate",
-        })
+        }
+        entries[case.filename] = save_arrays(out_dir / case.filename, arrays, meta=meta,
+                                             file_meta=file_meta, update_manifest=False)
+    write_manifest(out_dir, entries)
