@@ -1,0 +1,96 @@
+"""Golden cases: the reference still gives the pinned outputs (reference drift tests).
+
+Two layers, both read-only in a test run:
+
+* ``fixtures/golden/<case>.npz`` (sha256-verified, rewritten only by
+  ``attnconf fixtures regen``): inputs and expected outputs of every case;
+* ``tests/test_fix_golden/<case>.npz``: the same outputs recorded with pytest-regressions'
+  ``ndarrays_regression``. A missing or different file fails and writes the obtained data
+  beside it; only a human running ``pytest --force-regen`` rewrites it, never CI.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import reference
+from conformance.fixturegen import golden
+from conformance.fixturestore import default_root, load_arrays, read_manifest
+
+GOLDEN = default_root() / "golden"
+MANIFEST = read_manifest(GOLDEN)
+FILES = sorted(MANIFEST["files"])
+TOLERANCE = {"rtol": 1e-12, "atol": 1e-14}  # float64 reference re-run: BLAS order only
+
+
+@pytest.fixture(autouse=True)
+def _no_regen_in_ci(request):
+    regen = request.config.getoption("force_regen", False) or request.config.getoption(
+        "regen_all", False)
+    if regen and os.environ.get("CI"):
+        pytest.fail("golden regeneration is disabled in CI: run --force-regen locally")
+
+
+def _expected(entry, arrays):
+    return {name: arrays[f"expected_{name}"] for name in entry["outputs"]
+            if name not in entry["none_outputs"]}
+
+
+@pytest.mark.parametrize("filename", FILES, ids=[f.removesuffix(".npz") for f in FILES])
+def test_reference_matches_golden(filename, ndarrays_regression):
+    entry = MANIFEST["files"][filename]
+    arrays = load_arrays(GOLDEN / filename, manifest=MANIFEST)
+    inputs = {name: arrays[name] for name in entry["inputs"]}
+    before = {name: a.copy() for name, a in inputs.items()}
+    obtained = golden.call(entry["variant"], inputs, entry["kwargs"])
+    for name in entry["none_outputs"]:
+        assert obtained.pop(name) is None, f"{entry['case']}: {name} should be None"
+    expected = _expected(entry, arrays)
+    assert obtained.keys() == expected.keys()
+    for name, value in obtained.items():
+        value = np.asarray(value)
+        assert value.dtype == expected[name].dtype and value.shape == expected[name].shape, (
+            f"{entry['case']}: {name} is {value.dtype}{value.shape}, golden "
+            f"{expected[name].dtype}{expected[name].shape}")
+        np.testing.assert_allclose(value, expected[name], equal_nan=True, **TOLERANCE,
+                                   err_msg=f"{entry['case']}: {name} drifted from the golden")
+    for name, a in inputs.items():
+        np.testing.assert_array_equal(a, before[name], err_msg=f"input {name} was modified")
+    ndarrays_regression.check({k: np.asarray(v) for k, v in obtained.items()},
+                              basename=entry["case"], default_tolerance=TOLERANCE)
+
+
+@pytest.mark.parametrize("case", golden.CASES, ids=lambda c: c.id)
+def test_golden_inputs_come_from_the_case_seed(case):
+    entry = MANIFEST["files"].get(case.filename)
+    assert entry is not None, f"{case.filename} not generated: run `attnconf fixtures regen`"
+    assert entry["seed"] == case.seed and entry["params"] == dict(case.params)
+    inputs, kwargs = golden.build(case)
+    stored = load_arrays(GOLDEN / case.filename, manifest=MANIFEST)
+    assert entry["kwargs"] == kwargs
+    for name, value in inputs.items():
+        np.testing.assert_array_equal(stored[name], value, err_msg=name)
+
+
+def test_every_variant_has_a_golden_case():
+    covered = {entry["variant"] for entry in MANIFEST["files"].values()}
+    missing = sorted(set(reference.VARIANTS) - covered)
+    assert not missing, f"variants without a golden case (add one in fixturegen): {missing}"
+    assert covered <= set(reference.VARIANTS)
+
+
+def test_golden_sdpa_covers_every_option():
+    seen = set()
+    for entry in MANIFEST["files"].values():
+        if entry["variant"] == "sdpa":
+            seen.update(entry["kwargs"])
+            seen.update(entry["inputs"])
+            seen.update(f"{k}={v}" for k, v in entry["kwargs"].items() if isinstance(v, str))
+    wanted = {"attn_mask", "is_causal", "scale", "enable_gqa", "window", "softcap",
+              "alibi_slopes", "sinks", "dropout_p", "dropout_mask", "return_lse",
+              "return_weights", "compute_dtype", "causal_alignment=bottom_right",
+              "fully_masked=zeros", "fully_masked=nan", "fully_masked=uniform"}
+    assert wanted <= seen, sorted(wanted - seen)
