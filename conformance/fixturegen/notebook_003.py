@@ -1,7 +1,7 @@
 """Notebook 003: attention with a padding mask and a no-peek (look-ahead) mask, in torch.
 
 Reproduced in NumPy float32, mirroring the notebook's torch float32 operations
-(``tests/test_fix_documents.py`` re-runs the torch code where torch is installed and
+(``tests/test_fix_documents_003.py`` re-runs the torch code where torch is installed and
 checks it against these arrays). Inputs: ``arange(50)/100`` viewed as (5, 10), and
 Q = K = V = that matrix (identity projections). torch's implicit softmax dim is written
 out: ``F.softmax(x)`` uses dim 0 for 0-, 1- and 3-D tensors and dim 1 otherwise.
@@ -98,7 +98,7 @@ def generate(out_dir: str | Path) -> None:
     doc = DocumentFixture("003", NOTEBOOK, __name__, file_meta={
         "title": "Ejemplo sencillo de atención (con no peek mask)",
         "seed": None, "reproduced_with": "numpy float32 mirroring the notebook's torch "
-        "float32 (torch re-check in tests/test_fix_documents.py)",
+        "float32 (torch re-check in tests/test_fix_documents_003.py)",
         "params": {"seq_len": SEQ_LEN, "d_model": D_MODEL},
         "bugs": [BUG_FILL, BUG_IMPLICIT_DIM, BUG_ORDER, BUG_MISSING, BUG_SCALE,
                  "hazard: np.array(np.round(w, 2) * 100, dtype='int32') truncates instead "
