@@ -14,7 +14,8 @@ inf and the output turns NaN once a score passes ~709 (``standin_overflow_*``);
 ``computeAttention`` has no 1/√d scaling (the later ``attention`` has it);
 ``getWordEmbedding`` ignores its ``word`` and draws a fresh unseeded vector on every
 call (its docstring promises a normalised vector; it is not normalised), so the
-"search by meaning" is noise.
+"search by meaning" is noise. Hazard: ``attention`` transposes with ``K.T``, which
+reverses every axis, so it is only right for 2-D matrices.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def generate(out_dir: str | Path) -> None:
         "seed": None, "standin_seed": STANDIN_SEED, "reproduced_with": "numpy float64",
         "unreproducible": "searchByMeaning draws unseeded np.random.normal embeddings: "
                           "the printed 2.1743777856094124 cannot be recomputed",
-        "bugs": [BUG_OVERFLOW, BUG_NOSCALE, BUG_EMBED],
+        "bugs": [BUG_OVERFLOW, BUG_NOSCALE, BUG_EMBED,
+                 "hazard: attention() uses K.T, which reverses every axis: right for 2-D "
+                 "matrices only, wrong for batched (..., L, d) inputs"],
     })
     doc.add("data_keys", np.array(list(DATA)), "input", "In [4]: data = {...}", "DATA")
     doc.add("data_query", np.array(DATA["méxico"], dtype=np.int64), "printed",
