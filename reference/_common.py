@@ -38,7 +38,9 @@ def check_float_array(name: str, x: np.ndarray, min_ndim: int = 1) -> np.ndarray
     """Return ``x`` as an array, raising a TypeError/ValueError naming ``name``."""
     x = np.asarray(x)
     if not is_float_dtype(x.dtype):
-        raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
+        raise TypeError(
+            f"{name} must be a floating-point array, got dtype {x.dtype} (shape {x.shape})"
+        )
     if x.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dims, got shape {x.shape}")
     return x
@@ -89,6 +91,11 @@ def check_attention_shapes(query, key, value, enable_gqa: bool) -> None:
         raise ValueError(
             f"key and value must agree on (..., H, L): "
             f"key shape {key.shape}, value shape {value.shape}"
+        )
+    if enable_gqa and query.shape[-3] % key.shape[-3]:
+        raise ValueError(
+            f"enable_gqa: query heads ({query.shape[-3]}) must be a multiple of key heads "
+            f"({key.shape[-3]}): query shape {query.shape}, key shape {key.shape}"
         )
     if not enable_gqa and query.shape[-3] != key.shape[-3]:
         raise ValueError(

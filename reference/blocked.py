@@ -83,7 +83,6 @@ def blocked_sdpa(
             f"fully_masked must be one of {FULLY_MASKED_POLICIES}, got {fully_masked!r}"
         )
     (hq, lq, e), lk = query.shape[-3:], key.shape[-2]
-    repeat_kv_heads(key[..., :0, :], hq, "key")  # GQA divisibility, before any work
     batch = np.broadcast_shapes(query.shape[:-3], key.shape[:-3])
     mask = check_mask(attn_mask, (*batch, hq, lq, lk))
     mask = None if mask is None else np.broadcast_to(mask, (*batch, hq, lq, lk))

@@ -50,6 +50,11 @@ def decode_step(
     arrays = {"query": query, "key_cache": key_cache, "value_cache": value_cache,
               "new_key": new_key, "new_value": new_value}
     arrays = {name: check_float_array(name, x, 3) for name, x in arrays.items()}
+    if arrays["key_cache"].shape[:-1] != arrays["value_cache"].shape[:-1]:
+        raise ValueError(
+            f"key_cache and value_cache must agree on (..., Hk, Lc): key_cache shape "
+            f"{key_cache.shape}, value_cache shape {value_cache.shape}"
+        )
     keys = _append(arrays["key_cache"], arrays["new_key"], ("key_cache", "new_key"))
     values = _append(arrays["value_cache"], arrays["new_value"], ("value_cache", "new_value"))
     query = arrays["query"]

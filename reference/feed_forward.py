@@ -56,6 +56,9 @@ def feed_forward(
             f"need x (..., D), w1 (D, F), w2 (F, Dout) (input-major layout, "
             f"the transpose of nn.Linear.weight); got x {x.shape}, w1 {w1.shape}, w2 {w2.shape}"
         )
+    for name, bias, size in (("b1", b1, w1.shape[1]), ("b2", b2, w2.shape[1])):
+        if bias is not None and np.shape(bias) != (size,):
+            raise ValueError(f"{name} must have shape {(size,)}, got {np.shape(bias)}")
     hidden = x.astype(np.float64) @ w1
     hidden = ACTIVATIONS[activation](hidden if b1 is None else hidden + b1)
     out = hidden @ w2

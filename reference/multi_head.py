@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._common import check_float_array
+from reference._common import check_float_array, is_float_dtype
 from reference.sdpa import sdpa
 
 
@@ -45,8 +45,24 @@ def _as_bias(mask, name: str) -> np.ndarray | None:
     mask = np.asarray(mask)
     if mask.dtype == np.bool_:
         return np.where(mask, -np.inf, 0.0)
-    check_float_array(name, mask, min_ndim=1)
+    if not is_float_dtype(mask.dtype):
+        raise TypeError(
+            f"{name} must be bool (True = NOT allowed, torch MHA convention) or float "
+            f"(added), got dtype {mask.dtype} (shape {mask.shape})"
+        )
     return mask.astype(np.float64)
+
+
+def _check_projections(e: int, *params) -> None:
+    """in_proj_weight (3E, E), in_proj_bias (3E,), out_proj_weight (E, E), out_proj_bias (E,)."""
+    names = ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias")
+    shapes = ((3 * e, e), (3 * e,), (e, e), (e,))
+    for name, param, shape in zip(names, params, shapes, strict=True):
+        if param is None and name.endswith("bias"):
+            continue
+        param = check_float_array(name, param, 1)
+        if param.shape != shape:
+            raise ValueError(f"{name} must have shape {shape} for E={e}, got {param.shape}")
 
 
 def _merged_mask(key_padding_mask, attn_mask, n, heads, lq, ls) -> np.ndarray | None:
@@ -101,6 +117,7 @@ def multi_head_attention(
             f"(S, N, E) = (S, {n}, {e}); got query {query.shape}, key {key.shape}, "
             f"value {value.shape} (in (L, N, E) layout)"
         )
+    _check_projections(e, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias)
     w_q, w_k, w_v = np.split(np.asarray(in_proj_weight, dtype=np.float64), 3)
     b_q, b_k, b_v = (None,) * 3 if in_proj_bias is None else np.split(
         np.asarray(in_proj_bias, dtype=np.float64), 3)

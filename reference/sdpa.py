@@ -35,12 +35,44 @@ from reference._common import (
 )
 
 
+def _check_options(scores_shape, window, softcap, alibi_slopes, sinks, dropout_p, dropout_mask):
+    """Per-head arrays (Hq,), a (left, right) window, softcap > 0, dropout_p in [0, 1)."""
+    heads_q = scores_shape[-3]
+    for name, per_head in (("alibi_slopes", alibi_slopes), ("sinks", sinks)):
+        if per_head is not None and np.shape(per_head) != (heads_q,):
+            raise ValueError(f"{name} must have shape (Hq,) = ({heads_q},), "
+                             f"got shape {np.shape(per_head)}")
+    if window is not None and len(window) != 2:
+        raise ValueError(f"window must be a (left, right) pair, got {window!r}")
+    if softcap is not None and not softcap > 0:
+        raise ValueError(f"softcap must be > 0, got {softcap}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    if dropout_p > 0.0 and dropout_mask is None:
+        raise ValueError("dropout_p > 0 needs an explicit dropout_mask (keep-mask): "
+                         "the reference never draws random numbers")
+    if dropout_mask is not None and not _broadcasts_to(np.shape(dropout_mask), scores_shape):
+        raise ValueError(f"dropout_mask of shape {np.shape(dropout_mask)} does not broadcast "
+                         f"to the scores shape {tuple(scores_shape)}")
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
 def sdpa(
-    query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-    enable_gqa=False, *, causal_alignment="top_left", window=None, softcap=None,
-    alibi_slopes=None, sinks=None, fully_masked="zeros", dropout_mask=None,
-    return_lse=False, return_weights=False, compute_dtype=None,
-):
+    query: np.ndarray, key: np.ndarray, value: np.ndarray,
+    attn_mask: np.ndarray | None = None, dropout_p: float = 0.0, is_causal: bool = False,
+    scale: float | None = None, enable_gqa: bool = False, *,
+    causal_alignment: str = "top_left", window: tuple[int | None, int | None] | None = None,
+    softcap: float | None = None, alibi_slopes: np.ndarray | None = None,
+    sinks: np.ndarray | None = None, fully_masked: str = "zeros",
+    dropout_mask: np.ndarray | None = None, return_lse: bool = False,
+    return_weights: bool = False, compute_dtype=None,
+) -> np.ndarray | tuple[np.ndarray, ...]:
     """Attention(Q, K, V) = softmax(scale · Q Kᵀ + bias, visible keys only) V.
 
     Returns ``out`` or, when asked, ``(out, lse?, weights?)`` in that order;
@@ -57,6 +89,9 @@ def sdpa(
         key, value = repeat_kv_heads(key, hq, "key"), repeat_kv_heads(value, hq, "value")
     scale = 1.0 / math.sqrt(e) if scale is None else float(scale)
     q, k, v = (rounded(x, store, acc) for x in (query, key, value))
+    batch = np.broadcast_shapes(query.shape[:-3], key.shape[:-3])
+    _check_options((*batch, hq, lq, lk), window, softcap, alibi_slopes, sinks, dropout_p,
+                   dropout_mask)
     scores = rounded(np.matmul(q, np.swapaxes(k, -1, -2)) * scale, store, acc)
     if softcap is not None:
         scores = rounded(softcap * np.tanh(scores / softcap), store, acc)
@@ -73,14 +108,7 @@ def sdpa(
     sink_logits = None if sinks is None else np.asarray(sinks, dtype=acc)[:, None]
     visible = np.broadcast_to(visible, scores.shape)
     weights, lse = masked_softmax(scores, visible, fully_masked, store, acc, sink_logits)
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     if dropout_p > 0.0:
-        if dropout_mask is None:
-            raise ValueError(
-                "dropout_p > 0 needs an explicit dropout_mask (keep-mask): "
-                "the reference never draws random numbers"
-            )
         weights = rounded(weights * np.asarray(dropout_mask) / (1.0 - dropout_p), store, acc)
     out = np.matmul(weights, v).astype(store).astype(query.dtype)
     extras = ([lse] if return_lse else []) + ([weights] if return_weights else [])
