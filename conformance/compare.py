@@ -1,16 +1,20 @@
 """Compare a candidate output to the expected one; one failure-message format.
 
-The message (tested word for word in tests/test_harness_messages.py) reads:
+The message (tested word for word in tests/test_harness_messages.py) reads,
+after the check's own headline (``<op> / <check>: <case id> (seed …; flags)``):
 
-    <op> / <check>: <case description>
-    tolerance: <bound explanation>
+    tolerance: <bound, with k and atol and where each came from>
     Mismatched elements: k / n (p%)
     first mismatches (index: actual, expected, abs err, rel err):
-      (i, j, …): a, e, abs, rel
-    non-finite: actual NaN at [...], expected NaN at [...]
+      (i, j, …): a, e, abs, rel      (a and e in 6 digits, or as many as tell them apart)
+    actual NaN at [(i, j, …), …] (+m more)        (one line per kind present)
+    expected inf at [(i, j, …)]
     Max absolute difference: x
     Max relative difference: y
 
+and the check adds the repro line. Relative errors follow numpy.testing: an
+element whose expected value is 0 has relative error inf, and the maximum is
+taken over the elements whose expected value is not 0.
 Shape and dtype are checked strictly before values.
 """
 
@@ -47,6 +51,24 @@ def _nonfinite_lines(actual: np.ndarray, expected: np.ndarray) -> list[str]:
     return lines
 
 
+def _distinct(a: float, e: float) -> tuple[str, str]:
+    """a and e with 6 significant digits, or as many more as it takes to tell them apart."""
+    for digits in (6, 9, 12, 17):
+        shown = f"{a:.{digits}g}", f"{e:.{digits}g}"
+        if shown[0] != shown[1]:
+            break
+    return shown
+
+
+def _max_rel(abs_err: np.ndarray, expected: np.ndarray) -> float:
+    """numpy.testing's rule: over elements whose expected value is nonzero (inf if none)."""
+    nonzero = (expected != 0) & (abs_err > 0)
+    if not nonzero.any():
+        return float("inf") if (abs_err > 0).any() else 0.0
+    scale = np.where(np.isfinite(expected[nonzero]), np.abs(expected[nonzero]), 1.0)
+    return float((abs_err[nonzero] / scale).max())
+
+
 def check_contract(actual: np.ndarray, expected_shape: tuple, expected_dtype) -> str | None:
     """A one-line reason when shape or dtype differ, else None."""
     if tuple(actual.shape) != tuple(expected_shape):
@@ -73,11 +95,10 @@ def compare(
     considered = np.ones(a.shape, bool) if ignore is None else ~np.broadcast_to(ignore, a.shape)
     both_finite = np.isfinite(a) & np.isfinite(e)
     same_nonfinite = (np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e))
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         abs_err = np.where(both_finite, np.abs(a - e), np.inf)
         abs_err = np.where(same_nonfinite | ~considered, 0.0, abs_err)
-        scale = np.maximum(np.abs(np.where(np.isfinite(e), e, 1.0)), np.finfo(float).tiny)
-        rel_err = abs_err / scale
+        rel_err = np.where(abs_err == 0, 0.0, abs_err / np.where(np.isfinite(e), np.abs(e), 1.0))
     bad = abs_err > bound.value
     max_abs = float(abs_err.max()) if abs_err.size else 0.0
     if not bad.any():
@@ -89,12 +110,9 @@ def compare(
     ]
     for flat in np.flatnonzero(bad)[:SHOWN_MISMATCHES]:
         idx = _index(flat, a.shape)
-        lines.append(
-            f"  {idx}: {a[idx]:.6g}, {e[idx]:.6g}, {abs_err[idx]:.3g}, {rel_err[idx]:.3g}"
-        )
+        shown_a, shown_e = _distinct(a[idx], e[idx])
+        lines.append(f"  {idx}: {shown_a}, {shown_e}, {abs_err[idx]:.3g}, {rel_err[idx]:.3g}")
     lines += _nonfinite_lines(a, e)
-    finite_rel = rel_err[np.isfinite(rel_err)]
     lines.append(f"Max absolute difference: {max_abs:.6g}")
-    max_rel = float(finite_rel.max()) if finite_rel.size else 0.0
-    lines.append(f"Max relative difference: {max_rel:.6g}")
+    lines.append(f"Max relative difference: {_max_rel(abs_err, e):.6g}")
     return Comparison(False, max_abs, tuple(lines))

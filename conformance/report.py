@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections import defaultdict
 from dataclasses import asdict
@@ -53,6 +54,14 @@ def to_json(results: list[Result], info: RunInfo) -> str:
     return json.dumps(document, indent=2, sort_keys=False, default=str) + "\n"
 
 
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot hold (an adapter's message may have them)."""
+    return _XML_ILLEGAL.sub("\ufffd", text)
+
+
 def to_junit(results: list[Result], info: RunInfo) -> str:
     counts = summary(results)
     suite = ET.Element("testsuite", name=f"attnconf[{info.adapter}]", tests=str(len(results)),
@@ -63,11 +72,12 @@ def to_junit(results: list[Result], info: RunInfo) -> str:
         ET.SubElement(properties, "property", name=str(key), value=str(value))
     for r in results:
         case = ET.SubElement(suite, "testcase", classname=f"{r.op}.{r.check}", name=r.case)
+        message = _xml_text(r.message)
         if r.status == FAILED:
-            ET.SubElement(case, "failure", message=r.message.splitlines()[0] if r.message
-                          else "failed").text = r.message
+            ET.SubElement(case, "failure", message=message.splitlines()[0] if message
+                          else "failed").text = message
         elif r.status == SKIPPED:
-            ET.SubElement(case, "skipped", message=r.message)
+            ET.SubElement(case, "skipped", message=message)
     return ET.tostring(suite, encoding="unicode") + "\n"
 
 
@@ -85,11 +95,12 @@ def table(results: list[Result]) -> list[tuple[str, str, int, int, int, str]]:
 
 
 def conventions_lines(info: RunInfo) -> list[str]:
+    """What each convention is held to (declared, or torch's default) and what was probed."""
     declared = info.declared.get("conventions", {})
     lines = []
     for name in ("causal_alignment", "fully_masked", "masked_nonfinite"):
         observed = info.conventions.get(name, "not probed")
-        lines.append(f"  {name:17} declared {declared.get(name)!r:28} observed {observed!r}")
+        lines.append(f"  {name:17} expected {declared.get(name)!r:28} observed {observed!r}")
     return lines
 
 

@@ -73,11 +73,14 @@ class Bound:
 
 def atol_for(op: str, dtype: str, magnitude: float) -> tuple[float, str]:
     """(atol, where it came from) for an output of the given magnitude."""
-    units, source = ATOL_UNITS[dtype], f"atol table: {ATOL_UNITS[dtype]:g} eps({dtype})"
+    units, origin = ATOL_UNITS[dtype], "from the tolerance table"
     if (op, dtype) in OVERRIDES:
         units, reason = OVERRIDES[(op, dtype)]
-        source = f"atol override for ({op}, {dtype}): {units:g} eps — {reason}"
-    return units * eps(dtype) * max(1.0, magnitude), source
+        origin = f"the ({op}, {dtype}) override: {reason}"
+    scale = max(1.0, magnitude)
+    return units * eps(dtype) * scale, (
+        f"atol = {units:g} eps({dtype}) × max(1, max|ref64|) = {units:g}·{eps(dtype):.3g}·"
+        f"{scale:.3g}, {origin}")
 
 
 def finite_max_abs(x: np.ndarray) -> float:
@@ -92,14 +95,15 @@ def bound_for(
     """The scalar bound a candidate of ``dtype`` must meet for this output."""
     lowp_err = finite_max_abs(np.asarray(ref_lowp, np.float64) - np.asarray(ref64, np.float64))
     if tolerance.atol is not None:
-        atol, source = tolerance.atol, "atol set for this run"
+        atol, atol_source = tolerance.atol, f"atol = {tolerance.atol:g}, set for this run (--atol)"
     else:
-        atol, source = atol_for(op, dtype, finite_max_abs(ref64))
-    k_source = "k default" if tolerance.k == DEFAULT_K else "k set for this run"
+        atol, atol_source = atol_for(op, dtype, finite_max_abs(ref64))
+    k_source = (f"k = {tolerance.k:g}, the default" if tolerance.k == DEFAULT_K
+                else f"k = {tolerance.k:g}, set for this run (--k)")
     return Bound(
         value=tolerance.k * lowp_err + atol,
         k=tolerance.k,
         lowp_err=lowp_err,
         atol=atol,
-        source=f"{k_source}; {source}",
+        source=f"{k_source}; {atol_source}",
     )
