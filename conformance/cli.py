@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 class Progress:
     """A live line on a terminal; one line per finished check otherwise (CI logs)."""
 
-    def __init__(self, stream=sys.stderr) -> None:
+    def __init__(self, stream=None) -> None:
+        stream = sys.stderr if stream is None else stream  # at call time: capture-friendly
         self.stream, self.tty = stream, stream.isatty()
         self.counts = {PASSED: 0, FAILED: 0, SKIPPED: 0}
         self.current, self.started, self.check_counts = None, time.monotonic(), None
@@ -124,6 +125,23 @@ def _verify_fixtures() -> None:
                          f"({problems[0]}{'; …' if len(problems) > 1 else ''})")
 
 
+def _only_case(case: str | None, progress: Progress):
+    """The progress callback, seeing only results of ``case`` when --case is given."""
+    return progress if case is None else (lambda r: progress(r) if r.case == case else None)
+
+
+def _case_results(case: str | None, results: list[Result]) -> list[Result]:
+    """--case ID reruns exactly that case: other results (a check's blanket skip) are dropped,
+    and an ID that matches nothing is a usage error rather than a silent 'nothing passed'."""
+    if case is None:
+        return results
+    kept = [r for r in results if r.case == case]
+    if not kept:
+        raise UsageError(f"--case {case!r} matches no case of the selected checks "
+                         f"(ids: `attnconf list cases --profile …`, or a failure's repro line)")
+    return kept
+
+
 def command_run(args) -> int:
     config = _config(args)
     _verify_fixtures()
@@ -135,9 +153,10 @@ def command_run(args) -> int:
           f"timeout {config.timeout or 'scaled by case size (≥ 10 s)'}", file=sys.stderr)
     progress = Progress()
     try:
-        results, info = run(adapter, config, progress)
+        results, info = run(adapter, config, _only_case(config.case, progress))
     finally:
         progress.close()
+    results = _case_results(config.case, results)
     sys.stdout.write(to_text(results, info))
     for spec in args.report:
         print(f"report written: {write_report(spec, results, info)}", file=sys.stderr)
@@ -160,6 +179,9 @@ def command_list(args) -> int:
         for _op, spec in op_specs().items():
             for case in spec.cases(PROFILES[args.profile], DEFAULT_SEED):
                 print(f"  {case.id}")
+        print("  and, for --case: probe:causal_alignment, probe:fully_masked, "
+              "probe:masked_nonfinite (conventions); hypothesis[DTYPE] (each property check, "
+              "in its dtype); golden:NAME (golden); sdpa-grad-…[…] (gradients)")
     return 0
 
 
