@@ -9,12 +9,15 @@ after the check's own headline (``<op> / <check>: <case id> (seed …; flags)``)
       (i, j, …): a, e, abs, rel      (a and e in 6 digits, or as many as tell them apart)
     actual NaN at [(i, j, …), …] (+m more)        (one line per kind present)
     expected inf at [(i, j, …)]
-    Max absolute difference: x
+    Max absolute difference: x (and m non-finite mismatches)   (the part in brackets if any)
     Max relative difference: y
 
-and the check adds the repro line. Relative errors follow numpy.testing: an
-element whose expected value is 0 has relative error inf, and the maximum is
-taken over the elements whose expected value is not 0.
+and the check adds the repro line. The maxima are over the elements both
+finite; a NaN or inf where the other side differs is a mismatch of its own
+(listed above; ``Comparison.max_abs_err`` is then inf). Relative errors
+follow numpy.testing: an element whose expected value is 0 has relative
+error inf, and the maximum is taken over the elements whose expected value
+is not 0.
 Shape and dtype are checked strictly before values.
 """
 
@@ -113,6 +116,11 @@ def compare(
         shown_a, shown_e = _distinct(a[idx], e[idx])
         lines.append(f"  {idx}: {shown_a}, {shown_e}, {abs_err[idx]:.3g}, {rel_err[idx]:.3g}")
     lines += _nonfinite_lines(a, e)
-    lines.append(f"Max absolute difference: {max_abs:.6g}")
-    lines.append(f"Max relative difference: {_max_rel(abs_err, e):.6g}")
+    finite = both_finite & considered
+    nonfinite_bad = int((bad & ~finite).sum())
+    largest = float(abs_err[finite].max()) if finite.any() else 0.0
+    lines.append(f"Max absolute difference: {largest:.6g}" + (
+        f" (and {nonfinite_bad} non-finite mismatch{'es' if nonfinite_bad > 1 else ''})"
+        if nonfinite_bad else ""))
+    lines.append(f"Max relative difference: {_max_rel(abs_err[finite], e[finite]):.6g}")
     return Comparison(False, max_abs, tuple(lines))

@@ -8,6 +8,7 @@ parse as a pass.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -42,6 +43,17 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _json_safe(value):
+    """Strict JSON has no NaN/Infinity: a non-finite float is written as "inf", "-inf", "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def to_json(results: list[Result], info: RunInfo) -> str:
     document = {
         "adapter": info.adapter, "profile": info.profile, "seed": info.seed,
@@ -51,7 +63,7 @@ def to_json(results: list[Result], info: RunInfo) -> str:
         "verdict": verdict(results)[1],
         "results": [{k: v for k, v in r.as_dict().items()} for r in results],
     }
-    return json.dumps(document, indent=2, sort_keys=False, default=str) + "\n"
+    return json.dumps(_json_safe(document), indent=2, allow_nan=False, default=str) + "\n"
 
 
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

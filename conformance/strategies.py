@@ -34,9 +34,14 @@ def _as_strategy(value):
     return value if isinstance(value, st.SearchStrategy) else st.just(value)
 
 
-def _check_bound(name: str, value: int, low: int) -> None:
-    if not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int ≥ {low}, got {value!r}")
+def _check_int(name: str, value, low: int, fix: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int ≥ {low}, got {value!r}: {fix}")
+
+
+def _check_flag(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 @st.composite
@@ -61,12 +66,22 @@ def attention_shapes(
     gqa: bool = False,
     equal_lengths: bool = False,
 ) -> st.SearchStrategy[AttentionShapes]:
-    """Shapes of one attention call. Defaults keep every array tiny (≤ 2·2·3·9·16)."""
-    _check_bound("max_batch_dims", max_batch_dims, 0)
-    _check_bound("max_heads", max_heads, 1)
-    _check_bound("min_len", min_len, 1)
-    _check_bound("max_len", max_len, min_len)
-    _check_bound("max_dim", max_dim, 1)
+    """Shapes of one attention call, every size drawn from 1 (or ``min_len``) to its bound.
+
+    ``max_batch_dims`` leading batch dims of size 1–2 each; ``max_heads`` key/value heads,
+    and as many query heads, or 2–3 times as many with ``gqa``; Lq and Lk in
+    ``[min_len, max_len]`` (equal with ``equal_lengths``); E ≤ ``max_dim`` and Ev either E or
+    max(1, E // 2) + 1 (so Ev ≠ E is drawn even for E = 1). The defaults keep every array
+    tiny: at most 2·2·3·9·16 elements (with ``gqa``, queries 2·2·9·9·16).
+    """
+    _check_int("max_batch_dims", max_batch_dims, 0, "use 0 for no batch dims")
+    _check_int("max_heads", max_heads, 1, "an attention call has at least one head")
+    _check_int("min_len", min_len, 1, "sequences have at least one position")
+    _check_int("max_len", max_len, min_len,
+               f"max_len bounds min_len ({min_len}) from above; raise max_len or lower min_len")
+    _check_int("max_dim", max_dim, 1, "the head dimension E is at least 1")
+    _check_flag("gqa", gqa)
+    _check_flag("equal_lengths", equal_lengths)
     return _shapes(max_batch_dims, max_heads, max_len, max_dim, min_len, gqa, equal_lengths)
 
 
@@ -77,10 +92,15 @@ def attention_problems(
     mask: str | st.SearchStrategy[str] = "none",
 ) -> st.SearchStrategy[AttentionProblem]:
     """Problems (shapes, dtype, seed, mask kind); ``materialize`` makes the arrays."""
-    if isinstance(dtype, str) and dtype not in DTYPE_BY_NAME:
-        raise ValueError(f"dtype must be one of {sorted(DTYPE_BY_NAME)}, got {dtype!r}")
-    if isinstance(mask, str) and mask not in MASK_KINDS:
-        raise ValueError(f"mask must be one of {MASK_KINDS}, got {mask!r}")
+    if not (shapes is None or isinstance(shapes, (AttentionShapes, st.SearchStrategy))):
+        raise ValueError(f"shapes must be an AttentionShapes, a strategy of them (e.g. "
+                         f"attention_shapes(max_len=5)) or None, got {shapes!r}")
+    if not isinstance(dtype, st.SearchStrategy) and dtype not in DTYPE_BY_NAME:
+        raise ValueError(f"dtype must be one of {list(DTYPE_BY_NAME)} or a strategy of them, "
+                         f"got {dtype!r}")
+    if not isinstance(mask, st.SearchStrategy) and mask not in MASK_KINDS:
+        raise ValueError(f"mask must be one of {list(MASK_KINDS)} or a strategy of them, "
+                         f"got {mask!r}")
     shapes_st = attention_shapes() if shapes is None else _as_strategy(shapes)
     return st.builds(AttentionProblem, shapes_st, _as_strategy(dtype),
                      st.integers(0, 2**31 - 1), _as_strategy(mask))

@@ -93,7 +93,8 @@ def bound_for(
     op: str, dtype: str, ref64: np.ndarray, ref_lowp: np.ndarray, tolerance: Tolerance
 ) -> Bound:
     """The scalar bound a candidate of ``dtype`` must meet for this output."""
-    lowp_err = finite_max_abs(np.asarray(ref_lowp, np.float64) - np.asarray(ref64, np.float64))
+    with np.errstate(invalid="ignore"):  # inf − inf where both have the same inf: not an error
+        lowp_err = finite_max_abs(np.asarray(ref_lowp, np.float64) - np.asarray(ref64, np.float64))
     if tolerance.atol is not None:
         atol, atol_source = tolerance.atol, f"atol = {tolerance.atol:g}, set for this run (--atol)"
     else:
