@@ -79,7 +79,7 @@ def bottom_right(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=Fal
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
-    scores = scores - scores.max(axis=-1, keepdims=True)
+    scores = scores - scores.max(axis=-1, keepdims=True, initial=-np.inf)  # Lk = 0 is fine
     weights = np.exp(scores)
     return weights / weights.sum(axis=-1, keepdims=True)
 
@@ -115,7 +115,7 @@ import numpy as np
 
 def attention(query, key, value):
     scores = query @ np.swapaxes(key, -1, -2)  # forgot / sqrt(E)
-    scores = scores - scores.max(axis=-1, keepdims=True)
+    scores = scores - scores.max(axis=-1, keepdims=True, initial=-np.inf)  # Lk = 0 is fine
     weights = np.exp(scores)
     weights = weights / weights.sum(axis=-1, keepdims=True)
     return (weights @ value).astype(query.dtype)

@@ -1,0 +1,95 @@
+"""The tolerance table: float64 held to float64 accuracy, honest low precision passes, and the
+per-run k / atol overrides show in the messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from harness_adapters import attnconf, spec
+
+from conformance.declare import DTYPES, OPS
+from conformance.frameworks import eps
+from conformance.tolerance import (
+    ATOL_UNITS,
+    DEFAULT_K,
+    OVERRIDES,
+    Tolerance,
+    atol_for,
+    bound_for,
+)
+
+
+def test_one_table_keyed_by_dtype_with_reasoned_overrides():
+    assert set(ATOL_UNITS) == set(DTYPES)
+    for (op, dtype), (units, reason) in OVERRIDES.items():
+        assert op in OPS and dtype in DTYPES and units > 0 and len(reason) > 20
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", OPS)
+def test_atol_is_never_zero_and_scales_with_the_output(op, dtype):
+    small, source = atol_for(op, dtype, 0.0)  # an output that can be all zeros
+    assert small > 0 and source.startswith("atol = ")
+    assert atol_for(op, dtype, 10.0)[0] == pytest.approx(10 * small)
+    assert atol_for(op, dtype, 0.5)[0] == small  # below magnitude 1 it stays absolute
+
+
+def test_low_precision_bound_is_k_times_a_same_precision_reference_error_plus_atol():
+    ref64 = np.array([0.25, -0.5, 1.5])
+    ref_lowp = ref64 + np.array([0.0, 2e-3, -1e-3])
+    bound = bound_for("sdpa", "float16", ref64, ref_lowp, Tolerance())
+    assert bound.k == DEFAULT_K == 2.0
+    assert bound.lowp_err == pytest.approx(2e-3)
+    assert bound.atol == pytest.approx(4 * eps("float16") * 1.5)
+    assert bound.value == pytest.approx(2 * 2e-3 + bound.atol)
+    # float64 has no lower precision to be relative to: atol alone, at float64's resolution
+    exact = bound_for("sdpa", "float64", ref64, ref64, Tolerance())
+    assert exact.lowp_err == 0 and exact.value == exact.atol < 1e-12
+
+
+def _numeric_results(tmp_path, adapter: str, *extra: str) -> tuple[int, list[dict]]:
+    report = tmp_path / "numeric.json"
+    run = attnconf("run", "--adapter", spec(adapter), "--only", "numeric", *extra,
+                   "--report", f"json:{report}")
+    return run.code, json.loads(report.read_text())["results"]
+
+
+def test_a_float64_kernel_computing_in_float32_fails_on_float64_only(tmp_path):
+    code, results = _numeric_results(tmp_path, "float32_inside")
+    assert code == 1
+    by_dtype = {d: {r["status"] for r in results if r["case"].endswith(f"-{d}]")} - {"skipped"}
+                for d in DTYPES}  # (skipped: cases needing a mask, causal, … it does not take)
+    assert by_dtype["float64"] == {"failed"}  # every float64 case
+    for dtype in ("float32", "float16", "bfloat16"):  # the same arithmetic is fine there
+        assert by_dtype[dtype] == {"passed"}
+
+
+def test_an_honest_low_precision_kernel_passes(tmp_path):
+    code, results = _numeric_results(tmp_path, "honest_lowp")
+    assert code == 0
+    passed = {r["case"].rsplit("-", 1)[1] for r in results if r["status"] == "passed"}
+    assert {"float16]", "bfloat16]", "float32]", "float64]"} <= passed
+    assert not [r for r in results if r["status"] == "failed"]
+
+
+CASE = "sdpa-plain[b2-h2-q7-k7-e16-float64]"
+
+
+def test_k_and_atol_overrides_appear_in_the_message_and_the_repro(tmp_path):
+    code, [result] = _numeric_results(tmp_path, "float32_inside", "--case", CASE,
+                                      "--k", "3", "--atol", "1e-09")
+    assert code == 1
+    tolerance = result["message"].splitlines()[1]
+    assert tolerance == ("tolerance: max|cand − ref64| ≤ k·max|ref_lowp − ref64| + atol = "
+                         "3·0 + 1e-09 = 1e-09 (k = 3, set for this run (--k); atol = 1e-09, "
+                         "set for this run (--atol))")
+    assert result["bound"] == 1e-09
+    assert result["repro"].endswith(f"--only numeric --case '{CASE}' --k 3.0 --atol 1e-09")
+
+
+def test_a_looser_atol_is_applied(tmp_path):
+    code, [result] = _numeric_results(tmp_path, "float32_inside", "--case", CASE,
+                                      "--atol", "1e-6")
+    assert code == 0 and result["status"] == "passed" and result["bound"] == 1e-6

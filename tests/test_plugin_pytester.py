@@ -1,0 +1,111 @@
+"""``pytest --attn-adapter SPEC``: the plugin (active through the pytest11 entry point).
+
+Run in a fresh directory by pytester: the header names the adapter, its
+framework and version; a conformant adapter's items pass; a failing adapter
+gives failing items carrying the harness's own message and repro line; two
+adapters share one session; a spec that does not load is a usage error; a
+session where nothing passed fails, as ``attnconf run`` would; and ``-n 2``
+gives the same verdict as ``-n 0``.
+"""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree as ET
+
+import pytest
+from harness_adapters import spec
+
+QUICK = ("--attn-profile", "quick", "-p", "no:cacheprovider")
+
+
+def test_header_names_adapter_framework_and_versions(pytester):
+    result = pytester.runpytest("--attn-adapter", "torch", *QUICK, "--collect-only")
+    result.stdout.fnmatch_lines([
+        "attnconf adapter: torch (torch), framework torch; profile quick, seed 20260101; "
+        "attention-conformance 0.1.0, numpy *, python *, torch 2.*, framework:torch 2.*",
+        "collected 36 items",
+        "<AdapterCollector attnconf[[]torch[]]>",
+        "  <ConformanceItem sdpa-conventions>",
+    ])
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_conformant_adapter_items_pass(pytester):
+    result = pytester.runpytest("--attn-adapter", spec("honest_lowp"), *QUICK, "-rs")
+    outcomes = result.parseoutcomes()
+    assert result.ret == pytest.ExitCode.OK
+    assert outcomes.get("failed", 0) == 0 and outcomes["passed"] >= 10
+    # what the adapter does not take is skipped with the reason, never passed
+    result.stdout.fnmatch_lines([f"SKIPPED [[]1[]] attnconf[[]{spec('honest_lowp')}[]]:1: "
+                                 "sdpa-causality: unsupported: needs feature(s) [[]'causal'[]]"])
+
+
+def test_failing_adapter_gives_failing_items_with_the_harness_message(pytester):
+    adapter = spec("no_sqrt_d")
+    result = pytester.runpytest("--attn-adapter", adapter, *QUICK, "-k",
+                                "scale_law or numeric-plain or causality")
+    result.assert_outcomes(failed=2, skipped=1)
+    result.stdout.fnmatch_lines([
+        "*_ sdpa-numeric-plain _*",
+        "sdpa / numeric: sdpa-plain[[]b2-h2-q7-k7-e16-float64[]] (seed *; mask='none') — output",
+        "tolerance: max|cand − ref64| ≤ k·max|ref_lowp − ref64| + atol = *",
+        "Mismatched elements: * / 448 (*%)",
+        f"repro: attnconf run --adapter {adapter} --profile quick --seed 20260101 --only numeric "
+        "--case 'sdpa-plain[[]b2-h2-q7-k7-e16-float64[]]'",
+        "*_ sdpa-scale_law _*",
+        "sdpa / scale_law: Default scale is 1/√E: *",
+        "minimal failing example: *",
+        f"repro: attnconf run --adapter {adapter} --profile quick --seed 20260101 "
+        "--only scale_law --case 'hypothesis[[]float64[]]'",
+        f"FAILED attnconf[[]{adapter}[]]::sdpa-numeric-plain",
+        f"FAILED attnconf[[]{adapter}[]]::sdpa-scale_law",
+    ])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_two_adapters_in_one_session(pytester):
+    result = pytester.runpytest("--attn-adapter", "numpy", "--attn-adapter", spec("no_sqrt_d"),
+                                *QUICK, "-k", "scale_law", "-v")
+    result.stdout.fnmatch_lines([
+        "attnconf adapter: numpy (numpy), framework numpy; *",
+        f"attnconf adapter: {spec('no_sqrt_d')} (*), framework numpy; *",
+        "*collected * items / * deselected / 2 selected",
+        "attnconf[[]numpy[]]::sdpa-scale_law PASSED*",
+        f"attnconf[[]{spec('no_sqrt_d')}[]]::sdpa-scale_law FAILED*",
+    ])
+
+
+def test_adapter_that_does_not_load_is_a_usage_error(pytester):
+    result = pytester.runpytest("--attn-adapter", "no_such_module_xyz:attention")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: attnconf: adapter 'no_such_module_xyz:attention' failed to import: "
+        "ModuleNotFoundError: No module named 'no_such_module_xyz'"])
+
+
+def test_a_session_where_nothing_passed_fails(pytester):
+    result = pytester.runpytest("--attn-adapter", spec("honest_lowp"), *QUICK, "-k",
+                                "causality or gradients")
+    result.assert_outcomes(skipped=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["attnconf[[]*honest_lowp[]]: no case passed (everything was "
+                                 "skipped): the adapter was never exercised; *"])
+
+
+def _outcomes(pytester, *args) -> tuple[int, dict[str, str]]:
+    xml = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(*args, f"--junitxml={xml}")
+    outcomes = {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        outcomes[f"{case.get('classname')}::{case.get('name')}"] = kinds[0] if kinds else "pass"
+    return result.ret, outcomes
+
+
+def test_xdist_gives_the_same_verdict(pytester):
+    args = ("--attn-adapter", spec("no_sqrt_d"), *QUICK, "-k",
+            "scale_law or numeric-plain or numeric-causal or permutation or conventions")
+    serial = _outcomes(pytester, *args, "-n", "0")
+    parallel = _outcomes(pytester, *args, "-n", "2")
+    assert parallel == serial
+    assert set(serial[1].values()) == {"pass", "failure", "skipped"}
