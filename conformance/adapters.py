@@ -5,6 +5,10 @@ A spec is a built-in name (``numpy``, ``torch``, …), ``module:attr``,
 group ``attention_conformance.adapters``. The object found is either a plain
 callable (op ``sdpa``, features read from its signature) or an object/module
 exposing op names. Loading happens when a run is configured, never at import.
+
+``describe`` turns a ResolvedAdapter into plain data and ``from_description``
+builds one back from it: that is how ``conformance.isolation`` resolves an
+adapter inside a worker process without the parent ever importing it.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from typing import Any
 from conformance.declare import (
     DEFAULT_CONVENTIONS,
     DTYPES,
+    FEATURES,
     OPS,
     Declaration,
     declaration_of,
 )
+from conformance.declare import _check_conventions as valid_conventions
 from conformance.frameworks import Framework, framework_for
 
 ENTRY_POINT_GROUP = "attention_conformance.adapters"
@@ -72,6 +78,8 @@ class ResolvedAdapter:
     conventions: dict[str, Any]
     declared_conventions: dict[str, Any]
     unavailable: str | None = None
+    framework_arg: str | None = None  # the framework given to resolve (a worker re-resolves)
+    isolated: bool = False  # resolved in a worker: OpBinding.fn is None here
 
 
 def _import_file(path: str) -> Any:
@@ -97,10 +105,10 @@ def load_object(spec: str) -> Any:
     """The object a spec names; AdapterLoadError (one line) when it cannot be had."""
     from conformance.builtin_adapters import BUILTINS
 
-    if spec in BUILTINS:
-        return BUILTINS[spec]()
     where, _, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
     try:
+        if spec in BUILTINS:
+            return BUILTINS[spec]()
         if where.endswith(".py"):
             obj = _import_file(where)
         else:
@@ -108,17 +116,21 @@ def load_object(spec: str) -> Any:
             if found is not None:
                 return found
             obj = importlib.import_module(where)
-    except AdapterLoadError:
+        for part in filter(None, attr.split(".")):
+            if not hasattr(obj, part):
+                raise AdapterLoadError(f"adapter {spec!r}: {where} has no attribute {part!r}")
+            obj = getattr(obj, part)
+    except (AdapterLoadError, KeyboardInterrupt):
         raise
-    except Exception as exc:  # any import-time error of user code is a load error
-        raise AdapterLoadError(
-            f"adapter {spec!r} failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
-    for part in filter(None, attr.split(".")):
-        if not hasattr(obj, part):
-            raise AdapterLoadError(f"adapter {spec!r}: {where} has no attribute {part!r}")
-        obj = getattr(obj, part)
+    except BaseException as exc:  # any import-time error of user code, sys.exit included
+        raise AdapterLoadError(f"adapter {spec!r} failed to import: {_describe(exc)}") from exc
     return obj
+
+
+def _describe(exc: BaseException) -> str:
+    from conformance.invoke import describe_exception
+
+    return describe_exception(exc)
 
 
 def _accepted_params(fn: Any) -> frozenset[str]:
@@ -196,4 +208,86 @@ def resolve(spec: str, framework: str | None = None, obj: Any = None) -> Resolve
         conventions={**DEFAULT_CONVENTIONS, **declaration.conventions},
         declared_conventions=dict(declaration.conventions),
         unavailable=getattr(obj, "__attnconf_unavailable__", None),
+        framework_arg=framework,
     )
+
+
+# -- plain-data descriptions (resolution in a worker process) -------------------------
+
+
+class DescribedFramework:
+    """The parent's stand-in for a framework that lives in a worker: name and version only."""
+
+    def __init__(self, name: str, framework_version: str | None) -> None:
+        self.name, self._version = name, framework_version
+
+    def version(self) -> str:
+        return self._version or "unknown"
+
+    def to_native(self, array: Any) -> Any:
+        raise RuntimeError("an isolated adapter's arrays are converted in its worker")
+
+    to_numpy = to_native
+
+
+def describe(adapter: ResolvedAdapter) -> dict[str, Any]:
+    """Everything the harness reads from a ResolvedAdapter, as JSON-able data."""
+    fw = adapter.framework
+    try:
+        fw_version = str(fw.version()) if callable(getattr(fw, "version", None)) else None
+    except Exception:  # a user framework object whose version() is broken
+        fw_version = None
+    return {
+        "name": str(adapter.name),
+        "framework": {"name": str(getattr(fw, "name", "custom")), "version": fw_version},
+        "device": str(adapter.device),
+        "dtypes": list(adapter.dtypes),
+        "ops": {op: {"params": sorted(b.params), "features": sorted(b.features)}
+                for op, b in adapter.ops.items()},
+        "conventions": adapter.conventions,
+        "declared_conventions": adapter.declared_conventions,
+        "unavailable": None if adapter.unavailable is None else str(adapter.unavailable),
+    }
+
+
+def _strings(value: Any, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, got {value!r:.80}")
+    if allowed is not None and set(value) - set(allowed):
+        raise ValueError(f"unknown names {sorted(set(value) - set(allowed))}")
+    return tuple(value)
+
+
+def _ops(value: Any) -> dict[str, OpBinding]:
+    if not isinstance(value, dict) or not value or set(value) - set(OPS):
+        raise ValueError(f"ops must map some of {list(OPS)} to params/features")
+    return {op: OpBinding(op, None, frozenset(_strings(entry["params"])),
+                          frozenset(_strings(entry["features"], FEATURES)))
+            for op, entry in value.items()}
+
+
+def from_description(spec: str, framework: str | None, data: Any) -> ResolvedAdapter:
+    """A ResolvedAdapter (without callables) from ``describe``'s data, checked field by field.
+
+    The data comes from a process that ran the adapter's import-time code, so
+    nothing in it is trusted: a malformed description is a load error.
+    """
+    try:
+        fw = data["framework"]
+        conventions = valid_conventions(data["conventions"])
+        if set(conventions) != set(DEFAULT_CONVENTIONS):
+            raise ValueError("conventions must name every convention")
+        text = (data["name"], fw["name"], data["device"])
+        if not all(isinstance(t, str) for t in text) or not all(
+                isinstance(t, (str, type(None))) for t in (fw["version"], data["unavailable"])):
+            raise ValueError("name, framework, device and unavailable must be strings")
+        return ResolvedAdapter(
+            spec=spec, name=data["name"],
+            framework=DescribedFramework(fw["name"], fw["version"]), device=data["device"],
+            dtypes=_strings(data["dtypes"], DTYPES), ops=_ops(data["ops"]),
+            conventions=conventions,
+            declared_conventions=valid_conventions(data["declared_conventions"]),
+            unavailable=data["unavailable"], framework_arg=framework, isolated=True)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AdapterLoadError(
+            f"adapter {spec!r}: its worker sent an invalid description ({exc})") from None

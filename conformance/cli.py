@@ -12,12 +12,20 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from conformance.adapters import AdapterLoadError, resolve
+from conformance.adapters import AdapterLoadError
 from conformance.checks import CHECKS
 from conformance.profiles import PROFILES
 from conformance.report import parse_report_spec, to_text, write_report
 from conformance.results import FAILED, PASSED, SKIPPED, Result, verdict
-from conformance.runner import DEFAULT_SEED, RunConfig, check_only, run
+from conformance.runner import (
+    DEFAULT_SEED,
+    RunConfig,
+    check_only,
+    isolation_mode,
+    resolve_adapter,
+    run,
+    timeout_range,
+)
 from conformance.tolerance import DEFAULT_K, Tolerance
 
 
@@ -145,12 +153,16 @@ def _case_results(case: str | None, results: list[Result]) -> list[Result]:
 def command_run(args) -> int:
     config = _config(args)
     _verify_fixtures()
-    adapter = resolve(args.adapter, framework=args.framework)
-    isolate = config.isolate or config.profile.isolate
+    isolate = isolation_mode(config)  # decided first: a worker-only adapter is never imported here
+    adapter = resolve_adapter(args.adapter, config, framework=args.framework)
+    low, high = timeout_range(config)
+    timeout = (f"{config.timeout:g} s per call" if config.timeout else
+               f"scaled by case size ({low:g}–{high:g} s per call)")
     print(f"attnconf run: adapter {adapter.spec} ({adapter.name}, framework "
           f"{getattr(adapter.framework, 'name', 'custom')}, ops {', '.join(adapter.ops)}), "
-          f"profile {config.profile.name}, seed {config.seed}, isolation {isolate}, "
-          f"timeout {config.timeout or 'scaled by case size (≥ 10 s)'}", file=sys.stderr)
+          f"profile {config.profile.name}, seed {config.seed}, isolation {isolate}, timeout "
+          f"{timeout if isolate == 'subprocess' else timeout + ', not enforced in-process'}",
+          file=sys.stderr)
     progress = Progress()
     try:
         results, info = run(adapter, config, _only_case(config.case, progress))

@@ -4,8 +4,9 @@
 outputs (a tuple stays a tuple). It raises:
 
 * ``Unsupported`` when the adapter raised NotImplementedError (→ skipped);
-* ``AdapterError`` for any other exception inside the adapter (→ failed,
-  naming the exception type, so a crash is never read as wrong numbers);
+* ``AdapterError`` for any other exception inside the adapter, SystemExit
+  included (→ failed, naming the exception type, so a crash is never read as
+  wrong numbers); only KeyboardInterrupt goes through, to stop the run;
 * ``OutputTypeError`` when the output is not an array of its framework.
 
 The in-process invoker lives here; ``conformance.isolation`` runs the same
@@ -26,6 +27,31 @@ from conformance.ops import Unsupported
 
 class AdapterError(Exception):
     """The adapter raised; ``str()`` names the exception type and its text."""
+
+
+MESSAGE_LIMIT = 2000  # characters of an adapter's exception text kept in a result
+
+# names of the positional arguments in mutation reports (others are arg0, arg1, …)
+POSITIONAL_NAMES = {"sdpa": ("query", "key", "value")}
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``TypeName: text``, never raising (a hostile ``__str__``) and never huge."""
+    try:
+        text = str(exc)
+    except BaseException:  # the adapter's exception may be broken on purpose
+        text = "<unprintable>"
+    if len(text) > MESSAGE_LIMIT:
+        text = text[:MESSAGE_LIMIT] + f"… ({len(text) - MESSAGE_LIMIT} more characters)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _unsupported(exc: NotImplementedError) -> Unsupported:
+    return Unsupported(f"adapter raised {describe_exception(exc)}")
+
+
+def _adapter_error(exc: BaseException) -> AdapterError:
+    return AdapterError(f"adapter raised {describe_exception(exc)}")
 
 
 @dataclass(frozen=True)
@@ -59,20 +85,34 @@ def _mutated(framework, originals: dict[str, np.ndarray], natives: dict[str, Any
     return tuple(changed)
 
 
+def _positional_names(op: str, count: int) -> list[str]:
+    known = POSITIONAL_NAMES.get(op, ())
+    return [known[i] if i < len(known) else f"arg{i}" for i in range(count)]
+
+
 def call_adapter(adapter: ResolvedAdapter, op: str, args: list, kwargs: dict) -> Outcome:
     """One call of ``op`` with NumPy arguments, in this process."""
     fw = adapter.framework
-    named = {f"arg{i}": a for i, a in enumerate(args)} | kwargs
+    names = _positional_names(op, len(args))
+    named = dict(zip(names, args, strict=True)) | kwargs
     natives = {name: _native(fw, value) for name, value in named.items()}
-    positional = [natives[f"arg{i}"] for i in range(len(args))]
+    positional = [natives[n] for n in names]
     keywords = {k: natives[k] for k in kwargs}
     try:
         raw = adapter.ops[op].fn(*positional, **keywords)
     except NotImplementedError as exc:
-        raise Unsupported(f"adapter raised NotImplementedError: {exc}") from None
-    except Exception as exc:  # anything else from inside the adapter is a failure
-        raise AdapterError(f"adapter raised {type(exc).__name__}: {exc}") from None
-    value = convert_outputs(raw, fw)
+        raise _unsupported(exc) from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit, MemoryError, …: a failure of this case
+        raise _adapter_error(exc) from None
+    try:
+        value = convert_outputs(raw, fw)
+    except OutputTypeError:
+        raise
+    except Exception as exc:  # e.g. a tensor the framework cannot bring back
+        raise OutputTypeError(
+            f"the adapter's output could not be used: {describe_exception(exc)}") from None
     originals = {n: v for n, v in named.items() if isinstance(v, np.ndarray)}
     return Outcome(value, _mutated(fw, originals, natives))
 
@@ -87,9 +127,11 @@ def call_gradients(adapter: ResolvedAdapter, args: list, kwargs: dict) -> Outcom
         out = adapter.ops["sdpa"].fn(*leaves, **keywords)
         out.backward(grad_out)
     except NotImplementedError as exc:
-        raise Unsupported(f"adapter raised NotImplementedError: {exc}") from None
-    except Exception as exc:  # anything else from inside the adapter is a failure
-        raise AdapterError(f"adapter raised {type(exc).__name__}: {exc}") from None
+        raise _unsupported(exc) from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit, MemoryError, …: a failure of this case
+        raise _adapter_error(exc) from None
     return Outcome(tuple(fw.to_numpy(t.grad) if t.grad is not None else None for t in leaves))
 
 
@@ -115,4 +157,11 @@ class InProcessInvoker:
         pass
 
 
-__all__ = ["AdapterError", "InProcessInvoker", "Outcome", "OutputTypeError", "dispatch"]
+__all__ = [
+    "AdapterError",
+    "InProcessInvoker",
+    "Outcome",
+    "OutputTypeError",
+    "describe_exception",
+    "dispatch",
+]

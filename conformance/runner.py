@@ -5,15 +5,16 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from importlib import metadata
 
 import numpy as np
 
 import conformance
-from conformance.adapters import ResolvedAdapter
+from conformance.adapters import ResolvedAdapter, resolve
 from conformance.checks import CHECK_NAMES, CHECKS, Check, RunContext
-from conformance.invoke import InProcessInvoker
+from conformance.invoke import InProcessInvoker, describe_exception
 from conformance.profiles import PROFILES, Profile
-from conformance.results import SKIPPED, Result, RunInfo
+from conformance.results import FAILED, SKIPPED, Result, RunInfo
 from conformance.tolerance import Tolerance
 
 DEFAULT_SEED = 20260101
@@ -40,12 +41,36 @@ def check_only(names: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
+def isolation_mode(config: RunConfig) -> str:
+    """``inprocess`` or ``subprocess``: --isolate, else the profile's default."""
+    return config.isolate or config.profile.isolate
+
+
+def resolve_adapter(spec: str, config: RunConfig, framework: str | None = None
+                    ) -> ResolvedAdapter:
+    """Resolve ``spec`` the way the run will call it: under subprocess isolation the
+    adapter is loaded in a worker only, never imported into this process."""
+    if isolation_mode(config) == "subprocess":
+        from conformance.isolation import resolve_isolated
+
+        return resolve_isolated(spec, framework)
+    return resolve(spec, framework=framework)
+
+
+def timeout_range(config: RunConfig) -> tuple[float, float]:
+    """The per-call timeouts the checks use without --timeout: (smallest, largest case)."""
+    ctx = RunContext(None, None, config.profile, config.seed)
+    return ctx.timeout_for(0), ctx.timeout_for(2 * config.profile.long_length ** 2)
+
+
 def make_invoker(adapter: ResolvedAdapter, config: RunConfig):
-    mode = config.isolate or config.profile.isolate
-    if mode == "subprocess":
+    if isolation_mode(config) == "subprocess":
         from conformance.isolation import SubprocessInvoker
 
         return SubprocessInvoker(adapter, timeout=config.timeout)
+    if adapter.isolated:
+        raise ValueError(f"adapter {adapter.spec!r} was resolved in a worker process; "
+                         "it can only be called with isolate='subprocess'")
     return InProcessInvoker(adapter)
 
 
@@ -61,17 +86,27 @@ def iter_results(ctx: RunContext, checks: list[Check]) -> Iterator[Result]:
     for check in checks:
         for op in ctx.adapter.ops:
             if op in check.ops:
-                yield from check.run(ctx, op)
+                yield from guarded(check, ctx, op)
+
+
+def guarded(check: Check, ctx: RunContext, op: str) -> Iterator[Result]:
+    """``check.run``; should the check itself stop with an exception (hypothesis finding the
+    adapter flaky, say), that is one failed result and the run goes on with the next check."""
+    try:
+        yield from check.run(ctx, op)
+    except Exception as exc:
+        inner = "".join(f"\n{describe_exception(e)}" for e in getattr(exc, "exceptions", ())[:1])
+        yield Result(op, check.name, "check-error", FAILED,
+                     f"{op} / {check.name}: the check stopped on {describe_exception(exc)}"
+                     f"{inner}\nrepro: {ctx.repro(check.name)}", repro=ctx.repro(check.name))
 
 
 def versions(adapter: ResolvedAdapter) -> dict[str, str]:
     found = {"attention-conformance": conformance.__version__, "numpy": np.__version__,
              "python": platform.python_version()}
-    try:
-        import torch
-
-        found["torch"] = torch.__version__
-    except ImportError:
+    try:  # from the installed metadata: importing torch here would cost seconds for nothing
+        found["torch"] = metadata.version("torch")
+    except metadata.PackageNotFoundError:
         pass
     version = getattr(adapter.framework, "version", None)
     if callable(version):
@@ -103,6 +138,8 @@ def run(adapter: ResolvedAdapter, config: RunConfig,
                   "ops": {op: sorted(b.features) for op, b in adapter.ops.items()}},
         settings={"k": config.tolerance.k, "atol": config.tolerance.atol,
                   "isolate": getattr(invoker, "mode", "inprocess"),
-                  "timeout": config.timeout, "only": list(config.only), "case": config.case},
+                  "timeout": config.timeout, "only": list(config.only), "case": config.case,
+                  **({"worker_memory": invoker.memory, "worker_restarts": invoker.restarts}
+                     if getattr(invoker, "mode", None) == "subprocess" else {})},
     )
     return results, info
