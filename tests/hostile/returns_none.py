@@ -1,0 +1,5 @@
+"""Returns None on the trigger cases."""
+
+from hostile._honest import sdpa_with
+
+sdpa = sdpa_with(lambda honest, query, key, value: None)

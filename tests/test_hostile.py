@@ -1,0 +1,184 @@
+"""The hostile zoo through ``attnconf run``: a broken adapter gives failed results, never a
+crashed, hung or fooled run (the zoo and its expectations: tests/hostile/__init__.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hostile import LOAD_ERRORS, ZOO, Hostile
+from hostile._honest import TRIGGER_ID
+
+from conformance import cli
+from conformance.adapters import resolve
+from conformance.profiles import PROFILES
+from conformance.results import PASSED
+from conformance.runner import RunConfig, run
+
+HONEST = "hostile._honest:honest_sdpa"
+SLACK_S = 15.0  # start-up, restarts and a busy machine, on top of the honest run's time
+
+
+@pytest.fixture(autouse=True)
+def _fixtures_are_not_the_subject(monkeypatch):
+    """The zoo is about adapters; tampered fixtures are tested in test_fixture_refusal.py."""
+    monkeypatch.setattr(cli, "_verify_fixtures", lambda: None)
+
+
+@dataclass(frozen=True)
+class CliRun:
+    code: int
+    report: dict | None
+    out: str
+    err: str
+    seconds: float
+
+    def statuses(self) -> dict[tuple[str, str], str]:
+        return {(r["check"], r["case"]): r["status"] for r in self.report["results"]}
+
+
+def attnconf_run(capsys, report: Path | None, *argv: str) -> CliRun:
+    args = [*argv, *(["--report", f"json:{report}"] if report else [])]
+    start = time.monotonic()
+    code = cli.main(["run", "--profile", "quick", *args])
+    seconds = time.monotonic() - start
+    captured = capsys.readouterr()
+    data = json.loads(report.read_text()) if report and report.exists() else None
+    return CliRun(code, data, captured.out, captured.err, seconds)
+
+
+_BASELINES: dict[tuple[str, ...], tuple[list[dict], float]] = {}
+
+
+def baseline(checks: tuple[str, ...]) -> tuple[list[dict], float]:
+    """The honest adapter's results over the same checks (in-process) and its wall time."""
+    if checks not in _BASELINES:
+        start = time.monotonic()
+        results, _ = run(resolve(HONEST), RunConfig(profile=PROFILES["quick"], only=checks,
+                                                    isolate="inprocess"))
+        _BASELINES[checks] = [r.as_dict() for r in results], time.monotonic() - start
+        assert all(r.status != "failed" for r in results), "the honest adapter must pass"
+    return _BASELINES[checks]
+
+
+def expected_changes(entry: Hostile, base: list[dict]) -> set[tuple[str, str]]:
+    """The (check, case) results the entry must change, from the honest run's results."""
+    passed = [r for r in base if r["status"] == PASSED]
+    if entry.affected == "trigger":
+        return {(r["check"], r["case"]) for r in passed
+                if r["check"] == "numeric" and TRIGGER_ID in r["case"]}
+    if entry.affected == "every":
+        return {(r["check"], r["case"]) for r in passed}
+    if entry.affected == "repeats":
+        seen, repeats = set(), set()
+        for r in (r for r in passed if r["check"] == "numeric"):
+            label = r["case"][r["case"].index("["):]  # shapes and dtype
+            if label in seen:
+                repeats.add((r["check"], r["case"]))
+            seen.add(label)
+        return repeats
+    check = entry.affected.removeprefix("check:")
+    return {(r["check"], r["case"]) for r in base if r["check"] == check}
+
+
+def modes() -> list:
+    params = []
+    for name, entry in ZOO.items():
+        params.append(pytest.param(name, "subprocess", id=f"{name}-subprocess"))
+        if entry.inprocess:
+            params.append(pytest.param(name, "inprocess", id=f"{name}-inprocess"))
+    return params
+
+
+@pytest.mark.parametrize(("name", "isolate"), modes())
+def test_hostile_entry_fails_exactly_its_cases(name, isolate, tmp_path, capsys, monkeypatch):
+    entry = ZOO[name]
+    monkeypatch.setenv("ATTNCONF_WORKER_MEMORY", "1G")
+    base, base_seconds = baseline(entry.checks)
+    got = attnconf_run(capsys, tmp_path / "report.json", "--adapter", entry.spec(name),
+                       "--isolate", isolate, "--only", *entry.checks, *entry.options)
+
+    assert got.code == 1, got.err[-2000:]
+    assert got.report is not None, "the run must finish and write its report"
+    before = {(r["check"], r["case"]): r["status"] for r in base}
+    after = got.statuses()
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    expected = expected_changes(entry, base)
+    assert expected, f"{name}: the zoo entry affects nothing in this selection"
+    if entry.affected.startswith("check:"):  # a property's one result (its id may change)
+        check = entry.affected.removeprefix("check:")
+        assert {c for c, _ in changed} == {check}
+        expected = {k for k in after if k[0] == check}
+    else:
+        assert changed == expected, f"{name}: unexpected {sorted(changed ^ expected)[:6]}"
+    for r in got.report["results"]:
+        if (r["check"], r["case"]) in expected:
+            assert r["status"] == entry.status, (name, r["case"])
+            assert re.search(entry.cause, r["message"], re.MULTILINE), r["message"][:1500]
+    counts = {s: sum(1 for v in after.values() if v == s) for s in ("passed", "failed", "skipped")}
+    assert got.report["summary"] == counts
+    assert f"{counts['passed']} passed, {counts['failed']} failed" in got.out
+    if "--timeout" in entry.options:  # a hang costs its timeout per case, and no more
+        timeout = float(entry.options[entry.options.index("--timeout") + 1])
+        assert got.seconds <= base_seconds + timeout * len(expected) + SLACK_S
+    if isolate == "subprocess" and not entry.inprocess:  # never imported into this process
+        assert f"hostile.{name}" not in sys.modules
+
+
+def test_nothing_passed_is_not_a_pass(tmp_path, capsys):
+    got = attnconf_run(capsys, None, "--adapter", ZOO["raises_not_implemented"].spec(
+        "raises_not_implemented"), "--isolate", "subprocess", "--only", "numeric")
+    assert got.code == 1
+    assert "verdict: NOT CONFORMANT (no case passed (everything was skipped)" in got.out
+    assert "0 passed, 0 failed, 104 skipped" in got.out
+
+
+def test_a_flood_of_output_neither_blocks_nor_reaches_the_report(tmp_path, capsys):
+    got = attnconf_run(capsys, None, "--adapter", "hostile.prints_megabytes:sdpa",
+                       "--isolate", "subprocess", "--only", "numeric")
+    assert got.code == 1
+    assert len(got.out) + len(got.err) < 200_000  # the adapter printed megabytes per call
+    assert "CONFORMANT (conformant)" not in got.out
+    assert '"status": "ok"' not in got.out
+
+
+def test_patched_numpy_and_reference_stay_in_the_worker(tmp_path, capsys):
+    for name in ("patches_numpy", "patches_reference"):
+        got = attnconf_run(capsys, None, "--adapter", f"hostile.{name}:sdpa",
+                           "--isolate", "subprocess", "--only", "numeric")
+        assert got.code == 1
+    import reference
+
+    assert reference.sdpa.__code__.co_filename.endswith("sdpa.py")
+    assert reference.sdpa.__name__ == "sdpa" and np.allclose.__module__ == "numpy"
+    assert not np.allclose(0.0, 1.0)
+
+
+@pytest.mark.parametrize(("name", "isolate"), [
+    pytest.param(name, isolate, id=f"{name}-{isolate}")
+    for name, entry in LOAD_ERRORS.items()
+    for isolate in ("subprocess", "inprocess") if isolate == "subprocess" or entry.inprocess])
+def test_load_error_exits_2_with_one_line(name, isolate, capsys):
+    got = attnconf_run(capsys, None, "--adapter", LOAD_ERRORS[name].spec, "--isolate", isolate,
+                       "--only", "numeric")
+    assert got.code == 2
+    lines = got.err.strip().splitlines()
+    assert len(lines) == 1, got.err
+    assert lines[0].startswith("attnconf: error: adapter ")
+    assert re.search(LOAD_ERRORS[name].cause, lines[0]), lines[0]
+    assert got.out == ""
+
+
+def test_traceback_flag_shows_the_workers_traceback(capsys):
+    got = attnconf_run(capsys, None, "--adapter", LOAD_ERRORS["import_error"].spec,
+                       "--isolate", "subprocess", "--traceback")
+    assert got.code == 2
+    assert "Traceback (most recent call last)" in got.err
+    assert "load_import_error.py" in got.err  # the frame in the worker, not only ours
+    assert got.err.strip().splitlines()[-1].startswith("attnconf: error: adapter ")
