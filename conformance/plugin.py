@@ -9,7 +9,9 @@ and version. An item passes when its cases passed (some may be skipped), is
 skipped when every case was, and fails with the harness's own messages
 (repro command included). Items are collected identically on every
 pytest-xdist worker, so ``-n 2`` gives the same verdict as ``-n 0``; and, as
-with ``attnconf run``, a session in which no case of an adapter passed fails.
+with ``attnconf run``, a session in which every item of an adapter was
+skipped fails (the adapter was never exercised). The conventions the
+adapter was observed to follow are printed in the terminal summary.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ class AdapterCollector(pytest.Collector):
         return items
 
     def reportinfo(self):
-        return f"attnconf[{self.adapter.spec}]", None, self.name
+        return f"attnconf[{self.adapter.spec}]", 0, self.name
 
 
 class ConformanceItem(pytest.Item):

@@ -35,6 +35,8 @@ def test_builtin_adapter_is_conformant(adapter, profile, tmp_path):
     assert "verdict: CONFORMANT (conformant)" in run.out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["profile"] == profile and report["verdict"] == "conformant"
+    isolated = profile == "ci" and not CI_ISOLATION
+    assert report["settings"]["isolate"] == ("subprocess" if isolated else "inprocess")
     checks = {r["check"] for r in report["results"] if r["status"] == "passed"}
     assert {"conventions", "output_contract", "golden", "numeric", "masked_keys",
             "fully_masked"} <= checks
@@ -114,6 +116,9 @@ def test_reports_parse_and_agree_with_the_summary_line(tmp_path):
         assert {"op", "check", "case", "status", "max_abs_err", "bound", "message",
                 "repro"} <= r.keys()
         assert (r["status"] == "failed") == bool(r["repro"])
+        if r["status"] == "failed":  # every failure ends with the command that reproduces it
+            assert r["message"].endswith(f"\nrepro: {r['repro']}")
+            assert r["repro"].startswith(f"attnconf run --adapter {user_file}:attention ")
 
     suite = ET.parse(paths["junit"]).getroot()
     cases = suite.findall("testcase")
