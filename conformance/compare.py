@@ -9,7 +9,7 @@ after the check's own headline (``<op> / <check>: <case id> (seed …; flags)``)
       (i, j, …): a, e, abs, rel      (a and e in 6 digits, or as many as tell them apart)
     actual NaN at [(i, j, …), …] (+m more)        (one line per kind present)
     expected inf at [(i, j, …)]
-    Max absolute difference: x (and m non-finite mismatches)   (the part in brackets if any)
+    Max absolute difference: x (and m non-finite mismatches)   (the parenthesis only if any)
     Max relative difference: y
 
 and the check adds the repro line. The maxima are over the elements both
@@ -18,7 +18,8 @@ finite; a NaN or inf where the other side differs is a mismatch of its own
 follow numpy.testing: an element whose expected value is 0 has relative
 error inf, and the maximum is taken over the elements whose expected value
 is not 0.
-Shape and dtype are checked strictly before values.
+
+Shape and dtype are checked strictly before values (``check_contract``).
 """
 
 from __future__ import annotations
