@@ -81,19 +81,26 @@ def test_user_file_without_sqrt_d_fails_naming_check_and_case(tmp_path):
     assert f"repro: attnconf run --adapter {user_file}:attention " in run.out
 
 
-@pytest.mark.parametrize("bad_spec, message", [
-    ("no_such_module_xyz:attention",
-     "adapter 'no_such_module_xyz:attention' failed to import: ModuleNotFoundError: "
-     "No module named 'no_such_module_xyz'"),
-    ("{tmp}/broken.py:attention",
-     "adapter '{tmp}/broken.py:attention' failed to import: ZeroDivisionError: "
-     "division by zero"),
-    ("{tmp}/missing.py:attention", "adapter file {tmp}/missing.py does not exist"),
-    ("os:no_such_attr", "adapter 'os:no_such_attr': os has no attribute 'no_such_attr'"),
+NOT_IMPORTING = ("no_such_module_xyz:attention",
+                 "adapter 'no_such_module_xyz:attention' failed to import: ModuleNotFoundError: "
+                 "No module named 'no_such_module_xyz'")
+RAISING = ("{tmp}/broken.py:attention",
+           "adapter '{tmp}/broken.py:attention' failed to import: ZeroDivisionError: "
+           "division by zero")
+
+
+@pytest.mark.parametrize("profile, bad_spec, message", [
+    ("quick", *NOT_IMPORTING),
+    ("quick", *RAISING),
+    ("quick", "{tmp}/missing.py:attention", "adapter file {tmp}/missing.py does not exist"),
+    ("quick", "os:no_such_attr", "adapter 'os:no_such_attr': os has no attribute 'no_such_attr'"),
+    ("ci", *NOT_IMPORTING),  # the ci profile imports the adapter in a worker process
+    ("ci", *RAISING),
 ])
-def test_adapter_that_does_not_load_exits_2_with_one_line(bad_spec, message, tmp_path):
+def test_adapter_that_does_not_load_exits_2_with_one_line(profile, bad_spec, message, tmp_path):
     (tmp_path / "broken.py").write_text("import numpy\n\nSCALE = 1 / 0\n")
-    run = attnconf_subprocess("run", "--adapter", bad_spec.format(tmp=tmp_path))
+    run = attnconf_subprocess("run", "--adapter", bad_spec.format(tmp=tmp_path),
+                              "--profile", profile)
     assert run.code == 2
     assert run.err == f"attnconf: error: {message.format(tmp=tmp_path)}\n"
     assert run.out == ""
