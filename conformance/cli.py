@@ -171,7 +171,10 @@ def command_run(args) -> int:
     results = _case_results(config.case, results)
     sys.stdout.write(to_text(results, info))
     for spec in args.report:
-        print(f"report written: {write_report(spec, results, info)}", file=sys.stderr)
+        try:
+            print(f"report written: {write_report(spec, results, info)}", file=sys.stderr)
+        except OSError as exc:  # written atomically: nothing half-written is left behind
+            raise UsageError(f"could not write report {spec}: {exc}") from None
     return verdict(results)[0]
 
 

@@ -27,7 +27,7 @@ SLACK_S = 15.0  # start-up, restarts and a busy machine, on top of the honest ru
 
 @pytest.fixture(autouse=True)
 def _fixtures_are_not_the_subject(monkeypatch):
-    """The zoo is about adapters; tampered fixtures are tested in test_fixture_refusal.py."""
+    """The zoo is about adapters; tampered fixtures: test_reproducibility.py."""
     monkeypatch.setattr(cli, "_verify_fixtures", lambda: None)
 
 

@@ -39,7 +39,7 @@ def honest_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=Fals
     elif attn_mask is not None:
         scores = scores + np.asarray(attn_mask, np.float64)
     scores = np.where(visible, scores, -np.inf)
-    peak = scores.max(axis=-1, keepdims=True)
+    peak = scores.max(axis=-1, keepdims=True, initial=-np.inf)  # Lk = 0 too
     weights = np.exp(scores - np.where(np.isfinite(peak), peak, 0.0))
     total = weights.sum(axis=-1, keepdims=True)
     out = np.where(total > 0, (weights @ v) / np.where(total > 0, total, 1.0), 0.0)
