@@ -114,7 +114,9 @@ def adapter(
     """Attach a :class:`Declaration` to ``target`` (a callable, object or module).
 
     Usable as ``adapter(obj, name=...)`` or as a decorator ``@adapter(name=...)``.
-    Unknown feature, dtype or convention names raise ValueError at once.
+    The declaration is stored on ``target`` itself and ``target`` is returned (as
+    ``functools.wraps``-free decorators do): to declare a shared function twice, wrap
+    it first. Unknown feature, dtype or convention names raise ValueError at once.
     """
     dtype_names = _check_names("dtypes", dtypes, DTYPES)
     feature_names = _check_names("features", features, FEATURES)

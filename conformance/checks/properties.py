@@ -149,7 +149,7 @@ def check_property(prop: Property):
         missing = sorted(set(prop.needs) - ctx.adapter.ops["sdpa"].features)
         kind = mask_kind(ctx, prop.mask)
         if missing or kind is None:
-            needs = missing or [f"{prop.mask} mask"]
+            needs = missing or ["bool_mask or float_mask"]
             yield result(ctx, "sdpa", prop.name, f"hypothesis[{property_dtype(ctx)}]", SKIPPED,
                          f"unsupported: needs feature(s) {needs}")
             return
