@@ -1,0 +1,122 @@
+"""The mutant zoo: wrong attention implementations the kit must catch, one bug each.
+
+Every mutant is ``_base`` (a correct NumPy attention) or ``_base_ops`` with one
+change; its docstring names the bug and where such a bug was seen. Registries:
+
+* ``MUTANTS``: name -> adapter (a callable with torch's SDPA signature, or an
+  op-object exposing one op of docs/ops.md), declared with ``conformance.adapter``;
+* ``BUGS``: name -> one-line bug description (the docstring's first line);
+* ``CATCHES``: name -> the checks expected to catch it;
+* ``TRIGGERS``: name -> an input on which the bug shows (see ``triggers``).
+"""
+
+from . import op_bugs as o
+from . import sdpa_bugs as s
+from . import softmax_bugs as m
+from ._base import bug_of
+from .triggers import TRIGGERS, Trigger
+
+MUTANTS = {
+    # SDPA, softmax stage
+    "softmax_whole_matrix": m.softmax_whole_matrix,
+    "softmax_no_max_subtraction": m.softmax_no_max_subtraction,
+    "masked_fill_tiny_negative": m.masked_fill_tiny_negative,
+    "mask_fill_minus_1e4": m.mask_fill_minus_1e4,
+    "fully_masked_nan": m.fully_masked_nan,
+    "fully_masked_uniform": m.fully_masked_uniform,
+    "mask_after_softmax": m.mask_after_softmax,
+    "fp16_running_sum": m.fp16_running_sum,
+    "global_max_subtraction": m.global_max_subtraction,
+    "online_no_rescale": m.online_no_rescale,
+    "online_finite_initial_max": m.online_finite_initial_max,
+    "sink_not_shifted": m.sink_not_shifted,
+    # SDPA, other stages, arguments and result
+    "gqa_tile": s.gqa_tile,
+    "window_left_off_by_one": s.window_left_off_by_one,
+    "alibi_signed_distance": s.alibi_signed_distance,
+    "softcap_after_mask": s.softcap_after_mask,
+    "dropout_when_p_zero": s.dropout_when_p_zero,
+    "output_always_float64": s.output_always_float64,
+    "no_sqrt_scaling": s.no_sqrt_scaling,
+    "explicit_scale_ignored": s.explicit_scale_ignored,
+    "scale_from_value_dim": s.scale_from_value_dim,
+    "bool_mask_inverted": s.bool_mask_inverted,
+    "float_mask_as_bool": s.float_mask_as_bool,
+    "float_mask_scaled": s.float_mask_scaled,
+    "finfo_min_masks_summed": s.finfo_min_masks_summed,
+    "causal_bottom_right": s.causal_bottom_right,
+    "causal_alignment_ignored": s.causal_alignment_ignored,
+    "mask_dropped_with_causal": s.mask_dropped_with_causal,
+    "padding_assumed_right": s.padding_assumed_right,
+    "query_scaled_in_place": s.query_scaled_in_place,
+    "nondeterministic_last_bit": s.nondeterministic_last_bit,
+    # other ops
+    "backward_no_rowsum": o.backward_no_rowsum,
+    "backward_gqa_first_head": o.backward_gqa_first_head,
+    "mha_in_proj_bias_ignored": o.mha_in_proj_bias_ignored,
+    "mha_sdpa_mask_rule": o.mha_sdpa_mask_rule,
+    "mha_weights_summed": o.mha_weights_summed,
+    "mha_split_no_transpose": o.mha_split_no_transpose,
+    "rope_convention_swapped": o.rope_convention_swapped,
+    "rope_base_ignored": o.rope_base_ignored,
+    "rope_positions_ignored": o.rope_positions_ignored,
+    "alibi_slopes_non_pow2": o.alibi_slopes_non_pow2,
+    "relative_skew_off_by_one": o.relative_skew_off_by_one,
+    "additive_mask_ignored": o.additive_mask_ignored,
+    "decode_top_left": o.decode_top_left,
+    "decode_offset_minus_one": o.decode_offset_minus_one,
+}
+
+BUGS = {name: bug_of(adapter) for name, adapter in MUTANTS.items()}
+
+# The checks (DESIGN.md "Checks") expected to catch each mutant; numeric = agreement
+# with the reference on the case matrix, named with the cases that show the bug.
+CATCHES = {
+    "softmax_whole_matrix": ("numeric", "convex_hull"),
+    "softmax_no_max_subtraction": ("numeric (large logits)", "shift_invariance", "output_contract"),
+    "masked_fill_tiny_negative": ("masked_keys", "causality", "numeric (masks)"),
+    "mask_fill_minus_1e4": ("masked_keys", "fully_masked"),
+    "fully_masked_nan": ("fully_masked", "conventions"),
+    "fully_masked_uniform": ("fully_masked", "conventions"),
+    "mask_after_softmax": ("masked_keys", "convex_hull", "numeric (masks)"),
+    "fp16_running_sum": ("numeric (float16, Lk in the thousands)",),
+    "global_max_subtraction": ("independence", "numeric (large logits)"),
+    "online_no_rescale": ("permutation", "numeric (Lk > 16)"),
+    "online_finite_initial_max": ("shift_invariance", "numeric (large negative float bias)"),
+    "sink_not_shifted": ("numeric (sinks)", "shift_invariance"),
+    "gqa_tile": ("gqa_repeat", "numeric (GQA)"),
+    "window_left_off_by_one": ("numeric (window)",),
+    "alibi_signed_distance": ("numeric (ALiBi, not causal)",),
+    "softcap_after_mask": ("masked_keys", "causality", "numeric (softcap with masks)"),
+    "dropout_when_p_zero": ("numeric", "determinism"),
+    "output_always_float64": ("output_contract",),
+    "no_sqrt_scaling": ("numeric", "scale_law"),
+    "explicit_scale_ignored": ("scale_law", "numeric (explicit scale)"),
+    "scale_from_value_dim": ("numeric (E != Ev)",),
+    "bool_mask_inverted": ("masked_keys", "numeric (bool masks)"),
+    "float_mask_as_bool": ("masked_keys", "numeric (float masks)"),
+    "float_mask_scaled": ("numeric (finite float bias)",),
+    "finfo_min_masks_summed": ("fully_masked (mask_with_causal)",),
+    "causal_bottom_right": ("numeric (causal, Lq != Lk)", "conventions"),
+    "causal_alignment_ignored": ("numeric (bottom_right, Lq != Lk)",),
+    "mask_dropped_with_causal": ("masked_keys", "numeric (mask_with_causal)"),
+    "padding_assumed_right": ("padding", "numeric (bool masks)"),
+    "query_scaled_in_place": ("no_mutation",),
+    "nondeterministic_last_bit": ("determinism",),
+    "backward_no_rowsum": ("gradients",),
+    "backward_gqa_first_head": ("gradients (GQA)",),
+    "mha_in_proj_bias_ignored": ("numeric (multi_head_attention)",),
+    "mha_sdpa_mask_rule": ("numeric (multi_head_attention, masks)",),
+    "mha_weights_summed": ("numeric (multi_head_attention weights)",),
+    "mha_split_no_transpose": ("numeric (multi_head_attention)",),
+    "rope_convention_swapped": ("numeric (rotary_embedding)",),
+    "rope_base_ignored": ("numeric (rotary_embedding, base != 10000)",),
+    "rope_positions_ignored": ("numeric (rotary_embedding, positions)",),
+    "alibi_slopes_non_pow2": ("numeric (alibi_slopes, non-power-of-2 heads)",),
+    "relative_skew_off_by_one": ("numeric (relative_attention)",),
+    "additive_mask_ignored": ("numeric (additive_attention, mask)",),
+    "decode_top_left": ("decoding",),
+    "decode_offset_minus_one": ("decoding",),
+}
+
+__all__ = ["BUGS", "CATCHES", "MUTANTS", "TRIGGERS", "Trigger"]
