@@ -21,7 +21,7 @@ from .numpy_sdpa import ALL_DTYPES, einsum_sdpa
 
 def _softmax_rows(logits):
     """Softmax over the last axis; -inf hides; a row with nothing visible is 0."""
-    top = logits.max(axis=-1, keepdims=True)
+    top = logits.max(axis=-1, keepdims=True, initial=-np.inf)
     p = np.exp(logits - np.where(np.isfinite(top), top, 0.0))
     denom = p.sum(axis=-1, keepdims=True)
     return p / np.where(denom > 0, denom, 1.0)

@@ -56,7 +56,7 @@ def einsum_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=Fals
         dist = np.abs(np.arange(lq)[:, None] + shift - np.arange(lk)[None, :])
         bias = bias - to_float(alibi_slopes)[:, None, None] * dist
     logits = np.where(visible, s + bias, -np.inf)
-    top = logits.max(axis=-1)
+    top = logits.max(axis=-1, initial=-np.inf)
     if sinks is not None:
         top = np.maximum(top, to_float(sinks)[:, None])
     top = np.where(np.isfinite(top), top, 0.0)
@@ -103,7 +103,7 @@ def logsumexp_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=F
         s = softcap * np.tanh(s / softcap)
     visible, bias = visibility(attn_mask, lq, lk, is_causal=is_causal, alignment=causal_alignment)
     logits = np.where(visible, s + bias, -np.inf)
-    top = logits.max(axis=-1, keepdims=True)
+    top = logits.max(axis=-1, keepdims=True, initial=-np.inf)
     top = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore"):
         lse = top + np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
@@ -177,5 +177,5 @@ def uniform_rows_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causa
     s = q @ np.swapaxes(k, -1, -2) * _default_scale(scale, q.shape[-1])
     visible, bias = visibility(attn_mask, q.shape[-2], k.shape[-2], is_causal=is_causal)
     logits = np.where(visible, s + bias, -0.7 * np.finfo(np.float64).max)
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True, initial=-np.inf))
     return (e / e.sum(axis=-1, keepdims=True) @ v).astype(np.asarray(query).dtype)

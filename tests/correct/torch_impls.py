@@ -5,13 +5,14 @@
   float64, float32, float16 and bfloat16.
 * ``flex_sdpa``: torch.nn.attention.flex_attention, run eagerly (its unfused
   path; ``torch.compile`` works on CPU too but costs ~25 s per shape), with
-  masks as a block mask and biases/softcap as a score_mod.
+  softcap, biases and masks in a score_mod.
 * ``TORCH_MHA``: op ``multi_head_attention`` through nn.MultiheadAttention,
   converting NumPy arrays itself.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from types import SimpleNamespace
 
@@ -68,32 +69,34 @@ def _flex_visibility(torch, attn_mask, shape, is_causal, alignment, window):
 )
 def flex_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
               enable_gqa=False, *, causal_alignment="top_left", window=None, softcap=None):
-    """flex_attention (eager): visibility as mask_mod, float bias and softcap as score_mod."""
+    """flex_attention (eager): softcap, float bias and visibility (-inf) in one score_mod.
+
+    Masking in the score_mod rather than a block mask: create_block_mask costs
+    seconds per call eagerly and only buys sparsity, which this check does not need.
+    """
     import torch
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    from torch.nn.attention.flex_attention import flex_attention
 
     no_dropout(dropout_p)
     lead = torch.broadcast_shapes(query.shape[:-3], key.shape[:-3])
-    q, k, v = (x.expand(*lead, *x.shape[-3:]).reshape(-1, *x.shape[-3:])
+    q, k, v = (x.expand(*lead, *x.shape[-3:]).reshape(math.prod(lead), *x.shape[-3:])
                for x in (query, key, value))
     batch, hq, lq, lk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    if lk == 0:  # nothing to attend to: every row is fully masked, zeros by convention
+        return query.new_zeros((*lead, hq, lq, v.shape[-1]))
     visible, bias = _flex_visibility(torch, attn_mask, (*lead, hq, lq, lk), is_causal,
                                      causal_alignment, window)
     visible, bias = visible.reshape(batch, hq, lq, lk), bias.reshape(batch, hq, lq, lk)
 
-    def mask_mod(b, h, qi, kj):
-        return visible[b, h, qi, kj]
-
     def score_mod(score, b, h, qi, kj):
         if softcap is not None:
             score = softcap * torch.tanh(score / softcap)
-        return score + bias[b, h, qi, kj].to(score.dtype)
+        score = score + bias[b, h, qi, kj].to(score.dtype)
+        return torch.where(visible[b, h, qi, kj], score, -torch.inf)
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile")
-        block_mask = create_block_mask(mask_mod, batch, hq, lq, lk, device="cpu")
-        out = flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale,
-                             enable_gqa=enable_gqa)
+        out = flex_attention(q, k, v, score_mod=score_mod, scale=scale, enable_gqa=enable_gqa)
     return out.reshape(*lead, hq, lq, v.shape[-1])
 
 
