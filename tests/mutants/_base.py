@@ -98,7 +98,7 @@ def cap_then_bias(scores, bias, visible, softcap):
 
 def row_max(hidden: np.ndarray, sink) -> np.ndarray:
     """Max over visible logits (and the sink), 0 where a row has nothing finite."""
-    top = hidden.max(axis=-1, keepdims=True)
+    top = hidden.max(axis=-1, keepdims=True, initial=-np.inf)
     if sink is not None:
         top = np.maximum(top, sink[..., None])
     return np.where(np.isfinite(top), top, 0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from types import SimpleNamespace
 
 import numpy as np
@@ -49,7 +50,20 @@ def _backward_gqa_first_head(query, key, value, grad_out, attn_mask=None, is_cau
 
 # --- multi_head_attention -------------------------------------------------------
 
+# The op's documented signature (without the base's ``split`` hook): adapters are
+# bound by their parameter names, and these mutants pass the keywords on as **options.
+MHA_SIGNATURE = inspect.signature(ops.multi_head_attention).replace(parameters=[
+    p for p in inspect.signature(ops.multi_head_attention).parameters.values() if p.name != "split"
+])
 
+
+def _mha_signature(fn):
+    fn.__signature__ = MHA_SIGNATURE
+    return fn
+
+
+
+@_mha_signature
 def _mha_no_in_bias(query, key, value, num_heads, in_proj_weight, in_proj_bias,
                     out_proj_weight, out_proj_bias, **options):
     """in_proj_bias ignored: Q, K and V are projected without their biases.
@@ -66,6 +80,7 @@ def _inverted(mask):
     return ~np.asarray(mask)
 
 
+@_mha_signature
 def _mha_sdpa_mask_rule(query, key, value, num_heads, in_proj_weight, in_proj_bias,
                         out_proj_weight, out_proj_bias, *, key_padding_mask=None,
                         attn_mask=None, **options):
@@ -79,6 +94,7 @@ def _mha_sdpa_mask_rule(query, key, value, num_heads, in_proj_weight, in_proj_bi
                                     attn_mask=_inverted(attn_mask), **options)
 
 
+@_mha_signature
 def _mha_weights_summed(query, key, value, num_heads, in_proj_weight, in_proj_bias,
                         out_proj_weight, out_proj_bias, *, need_weights=True,
                         average_attn_weights=True, **options):
@@ -103,6 +119,7 @@ def _split_no_transpose(x, heads):
     return x.reshape(n, heads, length, embed // heads)
 
 
+@_mha_signature
 def _mha_split_no_transpose(query, key, value, num_heads, in_proj_weight, in_proj_bias,
                             out_proj_weight, out_proj_bias, **options):
     return ops.multi_head_attention(query, key, value, num_heads, in_proj_weight, in_proj_bias,
