@@ -29,6 +29,17 @@ class AdapterError(Exception):
     """The adapter raised; ``str()`` names the exception type and its text."""
 
 
+class StopExamples(BaseException):
+    """An isolating invoker's failure (a timeout, a dead worker) while it is told that a
+    hypothesis-driven check is calling: a BaseException, so hypothesis stops at once rather
+    than shrink, which would cost a timeout or a worker restart per example. ``error`` is
+    the AdapterError it stands for; the runner turns it into that check's failed result."""
+
+    def __init__(self, error: AdapterError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 MESSAGE_LIMIT = 2000  # characters of an adapter's exception text kept in a result
 
 # names of the positional arguments in mutation reports (others are arg0, arg1, …)
@@ -162,6 +173,7 @@ __all__ = [
     "InProcessInvoker",
     "Outcome",
     "OutputTypeError",
+    "StopExamples",
     "describe_exception",
     "dispatch",
 ]

@@ -39,6 +39,7 @@ import json
 import os
 import re
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -56,7 +57,7 @@ from conformance.adapters import (
     resolve,
 )
 from conformance.frameworks import OutputTypeError
-from conformance.invoke import AdapterError, Outcome, describe_exception, dispatch
+from conformance.invoke import AdapterError, Outcome, StopExamples, describe_exception, dispatch
 from conformance.ops import Unsupported
 from conformance.wire import MAX_ARRAY_BYTES, Channel, ProtocolError, decode, dtype_token, encode
 
@@ -212,9 +213,12 @@ class Worker:
         """The next message; TimeoutError, EOFError or ProtocolError when there is none."""
         return self.channel.receive(time.monotonic() + timeout)
 
-    def request(self, message: dict, arrays: list, timeout: float):
+    def request(self, message: dict, arrays: list, timeout: float, when_slow=None):
+        """The reply; ``when_slow()`` is called once half the timeout has passed without one."""
         deadline = time.monotonic() + timeout
         self.channel.send(message, arrays, deadline)
+        if when_slow and not select.select([self.channel.read_fd], [], [], timeout / 2)[0]:
+            when_slow()
         return self.channel.receive(deadline)
 
     def exit_status(self, wait: float = 0.0) -> int | None:
@@ -278,9 +282,11 @@ def _kill_idle() -> None:
     _IDLE.clear()
 
 
-def _start(spec: str, framework: str | None, memory: int | None) -> tuple[Worker, dict]:
-    """A ready worker and its description; AdapterLoadError (one line) otherwise."""
-    worker = Worker(spec, framework, memory)
+def _start(spec: str, framework: str | None, memory: int | None,
+           worker: Worker | None = None) -> tuple[Worker, dict]:
+    """A ready worker (``worker`` once it is, or a new one) and its description;
+    AdapterLoadError (one line) otherwise."""
+    worker = worker or Worker(spec, framework, memory)
     try:
         reply, _ = worker.receive(LOAD_TIMEOUT)
     except TimeoutError:
@@ -328,14 +334,23 @@ class SubprocessInvoker:
         self.key = (adapter.spec, adapter.framework_arg, self.memory)
         self.worker: Worker | None = _IDLE.pop(self.key, None)
         self.restarts, self.sequence, self.busy = 0, 0, False
+        self.stop_examples = False  # set by the runner around hypothesis-driven checks
+        self.spare: Worker | None = None  # started while a slow call runs
 
     def _worker(self) -> Worker:
         if self.worker is None:
+            spare, self.spare = self.spare, None
             try:
-                self.worker, _ = _start(*self.key)
+                self.worker, _ = _start(*self.key, worker=spare)
             except AdapterLoadError as exc:
                 raise WorkerCrashed(f"could not start a worker for the adapter: {exc}") from None
         return self.worker
+
+    def _start_spare(self) -> None:
+        """A call is slow: start its possible successor now, so that a timeout costs the
+        timeout and not a worker start-up on top (loading runs while we wait)."""
+        if self.spare is None:
+            self.spare = Worker(*self.key)
 
     def _discard(self) -> None:
         if self.worker is not None:
@@ -351,21 +366,29 @@ class SubprocessInvoker:
                    "seq": self.sequence}
         try:
             self.busy = True  # until its reply is in: a busy worker is never handed on
-            reply, out = worker.request(message, arrays, limit)
+            reply, out = worker.request(message, arrays, limit, self._start_spare)
             if reply.get("seq") != self.sequence:
                 raise ProtocolError("a reply to another request")
             self.busy = False
         except TimeoutError:
             self._discard()
-            raise WorkerTimeout(f"adapter timed out after {limit:g} s: its worker was killed "
-                                f"(the next call starts a fresh one)") from None
-        except (EOFError, BrokenPipeError, ProtocolError) as exc:
-            how = worker.death() if not isinstance(exc, ProtocolError) else (
-                f"broke the protocol ({exc})")
+            raise self._lost(WorkerTimeout(
+                f"adapter timed out after {limit:g} s: its worker was killed "
+                f"(the next call starts a fresh one)")) from None
+        except ProtocolError as exc:
             self._discard()
-            raise WorkerCrashed(f"adapter crashed its worker process during the call: {how}"
-                                ) from None
+            raise self._lost(WorkerCrashed(
+                f"adapter corrupted its worker's replies during the call ({exc}): the worker "
+                f"was killed (the next call starts a fresh one)")) from None
+        except (EOFError, BrokenPipeError):
+            how = worker.death()
+            self._discard()
+            raise self._lost(WorkerCrashed(
+                f"adapter crashed its worker process during the call: {how}")) from None
         return self._outcome(reply, out)
+
+    def _lost(self, error: AdapterError) -> BaseException:
+        return StopExamples(error) if self.stop_examples else error
 
     def _outcome(self, reply: dict, out: list) -> Outcome:
         status, message = reply.get("status"), str(reply.get("message", ""))[:4000]
@@ -392,7 +415,9 @@ class SubprocessInvoker:
             _park(self.worker)
         elif self.worker is not None:
             self.worker.kill()
-        self.worker = None
+        if self.spare is not None:
+            self.spare.kill()
+        self.worker = self.spare = None
 
 
 __all__ = [

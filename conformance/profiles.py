@@ -1,8 +1,12 @@
 """Run profiles: how much to run and how reproducibly.
 
-quick: one adapter in ≤ 30 s on a 2-core machine; ci: derandomized
-hypothesis with no example database (a verdict is reproducible); full: more
-examples and the longest sequences.
+quick: one adapter in ≤ 30 s on a 2-core machine, in-process; ci:
+derandomized hypothesis with no example database (a verdict is reproducible)
+and the adapter in a worker process (``conformance.isolation``: a crash, hang
+or monkey-patch fails cases instead of the run); full: more examples and the
+longest sequences. ``--isolate`` overrides a profile's isolation.
+``case_timeout`` is the per-call timeout of the largest case; smaller cases
+scale down to 10 s (``RunContext.timeout_for``); ``--timeout`` overrides.
 """
 
 from __future__ import annotations

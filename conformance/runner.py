@@ -12,12 +12,15 @@ import numpy as np
 import conformance
 from conformance.adapters import ResolvedAdapter, resolve
 from conformance.checks import CHECK_NAMES, CHECKS, Check, RunContext
-from conformance.invoke import InProcessInvoker, describe_exception
+from conformance.checks.properties import property_dtype
+from conformance.checks.property_bodies import PROPERTIES
+from conformance.invoke import InProcessInvoker, StopExamples, describe_exception
 from conformance.profiles import PROFILES, Profile
 from conformance.results import FAILED, SKIPPED, Result, RunInfo
 from conformance.tolerance import Tolerance
 
 DEFAULT_SEED = 20260101
+HYPOTHESIS_CHECKS = frozenset(p.name for p in PROPERTIES)
 
 
 @dataclass(frozen=True)
@@ -91,14 +94,30 @@ def iter_results(ctx: RunContext, checks: list[Check]) -> Iterator[Result]:
 
 def guarded(check: Check, ctx: RunContext, op: str) -> Iterator[Result]:
     """``check.run``; should the check itself stop with an exception (hypothesis finding the
-    adapter flaky, say), that is one failed result and the run goes on with the next check."""
+    adapter flaky, say), that is one failed result and the run goes on with the next check.
+
+    Around a hypothesis-driven check an isolating invoker stops the check at the first
+    timeout or dead worker (``StopExamples``) instead of letting hypothesis shrink, which
+    would cost one timeout or worker restart per example."""
+    stops = check.name in HYPOTHESIS_CHECKS and hasattr(ctx.invoker, "stop_examples")
+    if stops:
+        ctx.invoker.stop_examples = True
     try:
         yield from check.run(ctx, op)
+    except StopExamples as stop:
+        yield Result(op, check.name, f"hypothesis[{property_dtype(ctx)}]", FAILED,
+                     f"{op} / {check.name}: {check.description}\n{stop.error}\nhypothesis "
+                     f"stopped at that example: shrinking would cost one timeout or worker "
+                     f"restart per example\nrepro: {ctx.repro(check.name)}",
+                     repro=ctx.repro(check.name))
     except Exception as exc:
         inner = "".join(f"\n{describe_exception(e)}" for e in getattr(exc, "exceptions", ())[:1])
         yield Result(op, check.name, "check-error", FAILED,
                      f"{op} / {check.name}: the check stopped on {describe_exception(exc)}"
                      f"{inner}\nrepro: {ctx.repro(check.name)}", repro=ctx.repro(check.name))
+    finally:
+        if stops:
+            ctx.invoker.stop_examples = False
 
 
 def versions(adapter: ResolvedAdapter) -> dict[str, str]:

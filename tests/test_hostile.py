@@ -4,19 +4,25 @@ crashed, hung or fooled run (the zoo and its expectations: tests/hostile/__init_
 from __future__ import annotations
 
 import json
+import os
 import re
+import struct
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import pytest
 from hostile import LOAD_ERRORS, ZOO, Hostile
 from hostile._honest import TRIGGER_ID
 
-from conformance import cli
-from conformance.adapters import resolve
+from conformance import cli, wire
+from conformance.adapters import AdapterLoadError, describe, from_description, resolve
+from conformance.frameworks import OutputTypeError
+from conformance.invoke import dispatch
+from conformance.isolation import SubprocessInvoker, resolve_isolated
 from conformance.profiles import PROFILES
 from conformance.results import PASSED
 from conformance.runner import RunConfig, run
@@ -182,3 +188,113 @@ def test_traceback_flag_shows_the_workers_traceback(capsys):
     assert "Traceback (most recent call last)" in got.err
     assert "load_import_error.py" in got.err  # the frame in the worker, not only ours
     assert got.err.strip().splitlines()[-1].startswith("attnconf: error: adapter ")
+
+
+# -- the worker protocol: nothing the worker sends is trusted ---------------------------
+
+
+def pipe_channel() -> wire.Channel:
+    read_fd, write_fd = os.pipe()
+    return wire.Channel(read_fd, write_fd)
+
+
+def soon() -> float:
+    return time.monotonic() + 5.0
+
+
+def test_values_round_trip_through_the_wire():
+    channel = pipe_channel()
+    value = {"out": (np.arange(6.0).reshape(2, 3), None, np.ones(3, ml_dtypes.bfloat16)),
+             "scalar": np.float32(1.5), "empty": np.zeros((0, 4), bool),
+             "window": (3, None), "flag": True, "name": "top_left", "scale": 0.37}
+    arrays: list = []
+    channel.send({"value": wire.encode(value, arrays)}, arrays, soon())
+    message, received = channel.receive(soon())
+    back = wire.decode(message["value"], received)
+    assert back.keys() == value.keys()
+    for name in ("window", "flag", "name", "scale"):
+        assert back[name] == value[name] and type(back[name]) is type(value[name])
+    assert type(back["out"]) is tuple and back["out"][1] is None
+    for got, sent in ((back["out"][0], value["out"][0]), (back["out"][2], value["out"][2]),
+                      (back["empty"], value["empty"])):
+        assert got.dtype == sent.dtype and got.shape == sent.shape
+        assert np.array_equal(got.astype(np.float64), sent.astype(np.float64))
+        assert got.flags.writeable  # the harness may use it like any array
+    assert back["scalar"] == np.float32(1.5) and back["scalar"].dtype == np.float32
+
+
+@pytest.mark.parametrize(("header", "problem"), [
+    ({"arrays": [{"dtype": "|O", "shape": [1], "nbytes": 8}]}, "refused dtype"),
+    ({"arrays": [{"dtype": "<f8", "shape": [2], "nbytes": 8}]}, "unreadable message"),
+    ({"arrays": [{"dtype": "<f8", "shape": [-1], "nbytes": -8}]}, "unreadable message"),
+    ({"arrays": [{"dtype": "<f8", "shape": [1 << 28, 8], "nbytes": 1 << 34}]}, "unreadable"),
+    ({"no arrays": []}, "unreadable message"),
+])
+def test_malformed_messages_are_refused_before_any_array_is_read(header, problem):
+    channel = pipe_channel()
+    body = json.dumps(header).encode()
+    os.write(channel.write_fd, struct.pack("<Q", len(body)) + body)
+    with pytest.raises(wire.ProtocolError, match=problem):
+        channel.receive(soon())
+
+
+def test_malformed_values_and_dtypes_are_refused():
+    for tree in ({"$a": 1}, {"$a": -1}, {"$a": "0"}, {"$x": 0}, {"$a": 0, "$t": []}):
+        with pytest.raises(wire.ProtocolError):
+            wire.decode(tree, [np.zeros(1)])
+    with pytest.raises(OutputTypeError, match="only numeric arrays"):
+        wire.dtype_token(np.dtype(object))
+
+
+def test_a_silent_worker_is_a_timeout_not_a_hang():
+    channel = pipe_channel()
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        channel.receive(time.monotonic() + 0.2)
+    assert time.monotonic() - start < 2.0
+
+
+def test_description_round_trip_and_refusal():
+    local = resolve("numpy")
+    remote = from_description("numpy", None, json.loads(json.dumps(describe(local))))
+    assert remote.isolated and all(b.fn is None for b in remote.ops.values())
+    assert (remote.name, remote.dtypes, remote.conventions) == (
+        local.name, local.dtypes, local.conventions)
+    assert {op: (b.params, b.features) for op, b in remote.ops.items()} == {
+        op: (b.params, b.features) for op, b in local.ops.items()}
+    data = describe(local)
+    data["ops"]["sdpa"]["features"].append("telepathy")
+    with pytest.raises(AdapterLoadError, match="its worker sent an invalid description"):
+        from_description("numpy", None, data)
+
+
+def test_every_run_starts_from_a_fresh_worker():
+    """A worker keeps the adapter's state for one run, never into the next."""
+    rng = np.random.default_rng(0)
+    shapes = [(1, 1, 3, 4)] * 3
+
+    def first_answers() -> list[np.ndarray]:
+        invoker = SubprocessInvoker(resolve_isolated("hostile.order_dependent:sdpa"))
+        try:
+            return [invoker.call("sdpa", [rng.standard_normal(s) for s in shapes], {}).value
+                    for _ in range(2)]
+        finally:
+            invoker.close()
+
+    one, two = first_answers(), first_answers()
+    assert np.array_equal(one[0], one[1])  # the stale cache, within a run
+    assert not np.array_equal(one[0], two[0])  # a fresh cache in the next run
+
+
+def test_gradients_by_autograd_run_in_the_worker():
+    rng = np.random.default_rng(1)
+    args = [rng.standard_normal((2, 2, 5, 8)) for _ in range(4)]
+    invoker = SubprocessInvoker(resolve_isolated("torch"))
+    try:
+        remote = invoker.call("sdpa:grad", args, {"is_causal": True}, timeout=120).value
+    finally:
+        invoker.close()
+    local = dispatch(resolve("torch"), "sdpa:grad", args, {"is_causal": True}).value
+    assert len(remote) == 3
+    for got, want in zip(remote, local, strict=True):
+        assert np.array_equal(got, want)

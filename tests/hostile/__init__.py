@@ -47,6 +47,10 @@ ZOO: dict[str, Hostile] = {
     "sleeps_forever": Hostile(
         "hangs (ignoring SIGTERM)", r"adapter timed out after 2 s: its worker was killed",
         options=("--timeout", "2")),
+    "hangs_every_call": Hostile(
+        "hangs on every call, here under two hypothesis-driven properties",
+        r"adapter timed out after 1 s(.|\n)*hypothesis stopped at that example",
+        affected="every", checks=("causality", "determinism"), options=("--timeout", "1")),
     "aborts": Hostile(
         "calls os.abort()",
         r"crashed its worker process during the call: killed by signal 6 \(SIGABRT\)"
@@ -56,6 +60,9 @@ ZOO: dict[str, Hostile] = {
     "hard_exits": Hostile(
         "calls os._exit(0) mid-case",
         r"crashed its worker process during the call: exited with status 0"),
+    "forges_replies": Hostile(
+        "writes forged bytes into the harness's reply pipe",
+        r"adapter corrupted its worker's replies during the call \(message header of "),
     "exhausts_memory": Hostile(
         "allocates until memory runs out (worker RLIMIT_AS of 1 GiB)",
         r"adapter raised MemoryError: .*\(worker memory limit 1 GiB\)"),
