@@ -20,11 +20,14 @@ CHECKS: tuple[Check, ...] = (
           "probe causal_alignment, fully_masked, masked_nonfinite against the declaration"),
     Check("output_contract", ("sdpa",), output_contract,
           "output type, shape, dtype and finiteness"),
-    Check("golden", ("sdpa",), golden, "the pinned golden sdpa cases (sha256-verified)"),
-    Check("numeric", OPS, numeric, "agreement with the reference under the tolerance model"),
+    # properties before the reference comparisons: they are cheap, never call the
+    # reference, and say *which* law is broken, so a mutant is credited to the most
+    # specific diagnosis; golden and numeric are the backstop for everything else.
     *(Check(p.name, ("sdpa",), check_property(p), p.description.splitlines()[0])
       for p in PROPERTIES),
     Check("gradients", ("sdpa",), gradients, "autograd gradients against sdpa_backward"),
+    Check("golden", ("sdpa",), golden, "the pinned golden sdpa cases (sha256-verified)"),
+    Check("numeric", OPS, numeric, "agreement with the reference under the tolerance model"),
 )
 
 CHECK_NAMES = tuple(c.name for c in CHECKS)

@@ -40,6 +40,9 @@ def _unsupported(ctx: RunContext, entry: dict, arrays: dict) -> str | None:
     kwargs = entry.get("kwargs", {})
     if "dropout_mask" in arrays or kwargs.get("dropout_p"):
         return "explicit dropout keep-mask: no adapter parameter takes one"
+    if arrays["key"].shape[-2] == 0:
+        return ("empty key sequence (Lk = 0): what a kernel returns there is not part of "
+                "the contract (the reference, like torch, returns zeros)")
     if "compute_dtype" in kwargs:
         return "case pins the reference's own low-precision emulation (compute_dtype)"
     alignment = kwargs.get("causal_alignment", "top_left")

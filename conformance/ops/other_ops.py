@@ -74,8 +74,9 @@ def _rotary_inputs(rng, o):
     inputs = {"x": _normal(rng, 2, 3, 9, 8)}
     if o.get("offset"):
         inputs["positions"] = np.arange(9) + o["offset"]
-    if o.get("convention"):
-        inputs["convention"] = o["convention"]
+    for key in ("convention", "base"):
+        if key in o:
+            inputs[key] = o[key]
     return inputs
 
 
@@ -125,7 +126,8 @@ SIMPLE_OPS = (
     SimpleOp("rotary_embedding", (
         ("half", "l9-d8", {}), ("half-offset", "l9-d8", {"offset": 5}),
         ("interleaved", "l9-d8", {"convention": "interleaved"}),
-    ), _rotary_inputs, ("x",), ("positions", "convention")),
+        ("half-base500", "l9-d8", {"base": 500.0}),
+    ), _rotary_inputs, ("x",), ("positions", "base", "convention")),
     SimpleOp("alibi_slopes", tuple(
         ("heads", f"h{h}", {"num_heads": h}) for h in (1, 2, 3, 5, 6, 8, 12, 16, 24)),
         lambda rng, o: {"num_heads": o["num_heads"]}, ("num_heads",)),
