@@ -150,19 +150,31 @@ def _case_results(case: str | None, results: list[Result]) -> list[Result]:
     return kept
 
 
+def _isolation_limits(config: RunConfig) -> str:
+    """The header's words for the per-call timeout and the worker's memory limit."""
+    from conformance.isolation import memory_limit_from_env
+
+    low, high = timeout_range(config)
+    timeout = (f"{config.timeout:g} s per call" if config.timeout else
+               f"scaled by case size ({low:g}–{high:g} s per call)")
+    try:
+        memory = memory_limit_from_env()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return (f"timeout {timeout}, worker memory "
+            f"{'unlimited' if memory is None else f'{memory / 2**30:g} GiB'}")
+
+
 def command_run(args) -> int:
     config = _config(args)
     _verify_fixtures()
     isolate = isolation_mode(config)  # decided first: a worker-only adapter is never imported here
+    limits = _isolation_limits(config) if isolate == "subprocess" else "no timeout or memory limit"
     adapter = resolve_adapter(args.adapter, config, framework=args.framework)
-    low, high = timeout_range(config)
-    timeout = (f"{config.timeout:g} s per call" if config.timeout else
-               f"scaled by case size ({low:g}–{high:g} s per call)")
     print(f"attnconf run: adapter {adapter.spec} ({adapter.name}, framework "
           f"{getattr(adapter.framework, 'name', 'custom')}, ops {', '.join(adapter.ops)}), "
-          f"profile {config.profile.name}, seed {config.seed}, isolation {isolate}, timeout "
-          f"{timeout if isolate == 'subprocess' else timeout + ', not enforced in-process'}",
-          file=sys.stderr)
+          f"profile {config.profile.name}, seed {config.seed}, isolation {isolate}, "
+          f"{limits}", file=sys.stderr)
     progress = Progress()
     try:
         results, info = run(adapter, config, _only_case(config.case, progress))
