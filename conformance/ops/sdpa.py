@@ -38,6 +38,7 @@ class Scenario:
     mask: str = "none"  # none|bool|float|bool-bcast|float-bcast|bool-empty-rows|float-empty-rows
     features: tuple[str, ...] = ()
     core: bool = False  # run in low precision even in the quick profile
+    dtypes: tuple[str, ...] | None = None  # None: the profile's
 
 
 SCENARIOS = (
@@ -46,6 +47,9 @@ SCENARIOS = (
     Scenario("float-mask", (SQUARE, WIDE), mask="float", features=("float_mask",), core=True),
     Scenario("bool-mask-bcast", (WIDE,), mask="bool-bcast", features=("bool_mask",)),
     Scenario("float-mask-bcast", (WIDE,), mask="float-bcast", features=("float_mask",)),
+    # a finite bias far below 0 is still a bias (only -inf hides): every logit near -1e5
+    Scenario("float-mask-far-negative", (SQUARE,), {"mask_offset": -1e5}, mask="float",
+             features=("float_mask",), dtypes=("float64", "float32")),
     Scenario("causal", (SQUARE, WIDE, TALL, ODD), {"is_causal": True}, features=("causal",),
              core=True),
     Scenario("causal-bottom-right", (WIDE, TALL),
@@ -67,7 +71,7 @@ SCENARIOS = (
 )
 
 # harness-only options: they shape the inputs, they are not passed to the adapter
-INPUT_OPTIONS = ("input_scale", "mask")
+INPUT_OPTIONS = ("input_scale", "mask", "mask_offset")
 
 
 def long_shapes(length: int) -> AttentionShapes:
@@ -82,6 +86,8 @@ def build_cases(profile: Profile, run_seed: int) -> list[Case]:
     for scenario in scenarios:
         dtypes = profile.dtypes if (scenario.core or not profile.lowp_scenarios_only_core) else (
             tuple(d for d in profile.dtypes if d in ("float64", "float32")))
+        if scenario.dtypes is not None:
+            dtypes = tuple(d for d in dtypes if d in scenario.dtypes)
         for shapes in scenario.shapes:
             for dtype in dtypes:
                 options = {**scenario.options, "mask": scenario.mask}
@@ -90,7 +96,7 @@ def build_cases(profile: Profile, run_seed: int) -> list[Case]:
     return unique_cases(cases)
 
 
-def _mask(kind: str, shapes: AttentionShapes, rng, dtype) -> np.ndarray | None:
+def _mask(kind: str, shapes: AttentionShapes, rng, dtype, offset: float) -> np.ndarray | None:
     full = (*shapes.batch, shapes.heads_q, shapes.len_q, shapes.len_k)
     if kind == "none":
         return None
@@ -105,7 +111,7 @@ def _mask(kind: str, shapes: AttentionShapes, rng, dtype) -> np.ndarray | None:
         visible[..., -1, :] = False
     if kind.startswith("bool"):
         return visible
-    bias = rng.standard_normal(shape)
+    bias = rng.standard_normal(shape) + offset
     return np.where(visible, bias, -np.inf).astype(dtype)
 
 
@@ -118,7 +124,7 @@ def make_inputs(case: Case) -> dict[str, Any]:
     k = rng.standard_normal((*sh.batch, sh.heads_kv, sh.len_k, sh.dim)) * scale
     v = rng.standard_normal((*sh.batch, sh.heads_kv, sh.len_k, sh.dim_v))
     inputs = {"query": q.astype(dtype), "key": k.astype(dtype), "value": v.astype(dtype)}
-    mask = _mask(case.option("mask", "none"), sh, rng, dtype)
+    mask = _mask(case.option("mask", "none"), sh, rng, dtype, case.option("mask_offset", 0.0))
     if mask is not None:
         inputs["attn_mask"] = mask
     return inputs
