@@ -86,7 +86,7 @@ def memory_limit_from_env() -> int | None:
         return DEFAULT_MEMORY
     if text in ("none", "0", "unlimited"):
         return None
-    match = re.fullmatch(r"([0-9.]+)\s*([kmgt]?)i?b?", text)
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)i?b?", text)
     if not match:
         raise ValueError(f"{MEMORY_ENV}={text!r}: expected e.g. 4G, 512M, a byte count or none")
     return int(float(match[1]) * 1024 ** " kmgt".index(match[2] or " "))
