@@ -2,7 +2,7 @@
 
 * ``einsum_sdpa``: float64, einsum with grouped query heads (GQA without
   copying keys), every feature; the sanity tests' yardstick.
-* ``logsumexp_sdpa``: float64, weights = exp(logits - logsumexp(logits)).
+* ``logsumexp_sdpa``: float64, log-space: weights = exp(log_softmax(logits)).
 * ``blocked_online_sdpa``: float32, flash-attention's online softmax over key
   blocks of 32 with a running max, denominator and output accumulator.
 * ``loop_sdpa``: float32, one query row at a time in a Python loop.
@@ -95,7 +95,7 @@ def _expanded(q, k, visible, bias):
 )
 def logsumexp_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
                    scale=None, enable_gqa=False, *, causal_alignment="top_left", softcap=None):
-    """float64, log-space: weights = exp(logits - logsumexp(visible logits))."""
+    """float64, log-space: weights = exp(s - m - log Σ exp(s - m)), the log-softmax of the row."""
     q, k, v = _prepared(query, key, value, dropout_p, enable_gqa)
     lq, lk = q.shape[-2], k.shape[-2]
     s = q @ np.swapaxes(k, -1, -2) * _default_scale(scale, q.shape[-1])
@@ -104,10 +104,11 @@ def logsumexp_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=F
     visible, bias = visibility(attn_mask, lq, lk, is_causal=is_causal, alignment=causal_alignment)
     logits = np.where(visible, s + bias, -np.inf)
     top = logits.max(axis=-1, keepdims=True, initial=-np.inf)
-    top = np.where(np.isfinite(top), top, 0.0)
+    shifted = logits - np.where(np.isfinite(top), top, 0.0)  # exact: no cancellation vs lse
     with np.errstate(divide="ignore"):
-        lse = top + np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
-    w = np.where(np.isfinite(lse), np.exp(logits - np.where(np.isfinite(lse), lse, 0.0)), 0.0)
+        log_denom = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    log_w = shifted - np.where(np.isfinite(log_denom), log_denom, 0.0)
+    w = np.where(np.isfinite(log_denom), np.exp(log_w), 0.0)
     return (w @ v).astype(np.asarray(query).dtype)
 
 
