@@ -101,7 +101,10 @@ def test_registries_agree():
 # --- mutants ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(MUTANTS))
+GRADIENT_MUTANTS = sorted(n for n in MUTANTS if TRIGGERS[n]().op == "sdpa:grad")
+
+
+@pytest.mark.parametrize("name", sorted(set(MUTANTS) - set(GRADIENT_MUTANTS)))
 def test_mutant_differs_from_correct(name):
     op, kwargs = TRIGGERS[name]()
     good, good_again, good_after = observe(correct_op(op), kwargs)
@@ -110,6 +113,26 @@ def test_mutant_differs_from_correct(name):
     assert not (
         all_same(bad, good) and identical(bad_again, bad) and inputs_unchanged(kwargs, bad_after)
     ), f"{name} ({BUGS[name]}) behaves correctly on its trigger"
+
+
+def _autograd(fn, kwargs):
+    import torch
+
+    leaves = [torch.from_numpy(kwargs[n].copy()).requires_grad_(True)
+              for n in ("query", "key", "value")]
+    fn(*leaves).backward(torch.from_numpy(kwargs["grad_out"]))
+    return [t.grad.numpy() if t.grad is not None else None for t in leaves]
+
+
+@pytest.mark.parametrize("name", GRADIENT_MUTANTS)
+def test_gradient_mutant_differs_only_in_backward(name):
+    torch = pytest.importorskip("torch")
+    _, kwargs = TRIGGERS[name]()
+    qkv = [torch.from_numpy(kwargs[n]) for n in ("query", "key", "value")]
+    right = torch.nn.functional.scaled_dot_product_attention
+    assert torch.allclose(MUTANTS[name](*qkv), right(*qkv)), "forward must be right"
+    bad, good = _autograd(MUTANTS[name], kwargs), _autograd(right, kwargs)
+    assert not all_same(bad, good), f"{name} ({BUGS[name]}) has correct gradients"
 
 
 def _random_sdpa_inputs(seed, *, lq=6, lk=37, gqa=True):

@@ -82,6 +82,15 @@ def _dropout_default_p(weights, dropout_p):
     return weights * (_RNG.random(weights.shape) >= p) / (1.0 - p)
 
 
+def _dropout_scale_in_eval(weights, dropout_p):
+    """Inverted-dropout rescale 1/(1 - 0.1) applied in eval mode, where nothing is dropped.
+
+    Source: common class of bug (hand-written ``attn * keep / (1 - p)`` with an
+    all-ones keep-mask at inference); every output grows by 11 %.
+    """
+    return weights / (1.0 - (dropout_p or 0.1))
+
+
 def _no_downcast(out, dtype):
     """Output always float64, whatever the input dtype.
 
@@ -120,6 +129,39 @@ def _scale_from_value_dim(call):
     """
     if call["scale"] is None:
         call["scale"] = 1.0 / math.sqrt(np.shape(call["value"])[-1])
+    return call
+
+
+def _scale_from_model_width(call):
+    """Default scale 1/√(Hq·E), the model width d_model, instead of the head dim E.
+
+    Source: common class of bug (√d_model where the paper's d_k = d_model / h is
+    meant); right for one head, so only heads computed together show it.
+    """
+    if call["scale"] is None:
+        call["scale"] = 1.0 / math.sqrt(np.shape(call["query"])[-3] * np.shape(call["query"])[-1])
+    return call
+
+
+def _scale_from_key_length(call):
+    """Default scale 1/√Lk from key.shape[-2] (sequence length) instead of key.shape[-1].
+
+    Source: common class of bug (axis slip in ``1 / sqrt(k.size(-1))``); padding
+    the keys changes the scale.
+    """
+    if call["scale"] is None:
+        call["scale"] = 1.0 / math.sqrt(max(np.shape(call["key"])[-2], 1))
+    return call
+
+
+def _decode_path_unscaled(call):
+    """Single-query (Lq == 1) fast path forgets the 1/√E scale; the general path is right.
+
+    Source: common class of bug (separate decode kernels / ``q_len == 1``
+    special cases, as in split-KV flash-decoding paths).
+    """
+    if call["scale"] is None and np.shape(call["query"])[-2] == 1:
+        call["scale"] = 1.0
     return call
 
 
@@ -264,10 +306,15 @@ softcap_after_mask = sdpa_variant(
     name="softcap_after_mask", features=(*SDPA_FEATURES, "softcap"), logits=_cap_after_mask
 )
 dropout_when_p_zero = sdpa_variant(name="dropout_when_p_zero", dropout=_dropout_default_p)
+dropout_scale_in_eval = sdpa_variant(name="dropout_scale_in_eval", dropout=_dropout_scale_in_eval)
 output_always_float64 = sdpa_variant(name="output_always_float64", cast=_no_downcast)
 no_sqrt_scaling = sdpa_variant(name="no_sqrt_scaling", before=_no_sqrt)
 explicit_scale_ignored = sdpa_variant(name="explicit_scale_ignored", before=_scale_ignored)
 scale_from_value_dim = sdpa_variant(name="scale_from_value_dim", before=_scale_from_value_dim)
+scale_from_model_width = sdpa_variant(name="scale_from_model_width",
+                                      before=_scale_from_model_width)
+scale_from_key_length = sdpa_variant(name="scale_from_key_length", before=_scale_from_key_length)
+decode_path_unscaled = sdpa_variant(name="decode_path_unscaled", before=_decode_path_unscaled)
 bool_mask_inverted = sdpa_variant(name="bool_mask_inverted", before=_bool_inverted)
 float_mask_as_bool = sdpa_variant(name="float_mask_as_bool", before=_float_as_bool)
 float_mask_scaled = sdpa_variant(name="float_mask_scaled", before=_float_mask_scaled)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ._base import SDPA_FEATURES, normalize, row_max, sdpa_variant
 
-ONLINE_BLOCK = 16  # keys per block in the online-softmax mutants
+ONLINE_BLOCK = 4  # keys per block: small, so that rows of a few keys already span blocks
 
 
 def _empty(visible):
@@ -24,7 +24,7 @@ def _whole_matrix(logits, visible, sink, *, fully_masked="zeros", dtype=None):
     (``exp_x / exp_x.sum()``).
     """
     hidden = np.where(visible, logits, -np.inf)
-    top = hidden.max(axis=(-2, -1), keepdims=True)
+    top = hidden.max(axis=(-2, -1), keepdims=True, initial=-np.inf)
     exps = np.exp(hidden - np.where(np.isfinite(top), top, 0.0))
     return normalize(exps, exps.sum(axis=(-2, -1), keepdims=True), _empty(visible), fully_masked)
 
@@ -40,7 +40,7 @@ def _no_max_subtraction(logits, visible, sink, *, fully_masked="zeros", dtype=No
 
 
 def _plain_softmax(logits):
-    exps = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    exps = np.exp(logits - logits.max(axis=-1, keepdims=True, initial=-np.inf))
     return exps / exps.sum(axis=-1, keepdims=True)
 
 
@@ -53,12 +53,25 @@ def _fill_tiny_negative(logits, visible, sink, *, fully_masked="zeros", dtype=No
 
 
 def _fill_minus_1e4(logits, visible, sink, *, fully_masked="zeros", dtype=None):
-    """Hidden keys get a finite -1e4 bias: they leak when their score is large (> ~1e4).
+    """Hidden keys get a finite -1e4 bias: they leak when their score beats visible ones by ~1e4.
 
     Source: BERT-era ``(1.0 - mask) * -10000.0`` in HF transformers, see
-    huggingface/transformers#17306 ("Fix -1e4 as attn mask").
+    huggingface/transformers#17306 ("Fix -1e4 as attn mask"). Rows with no
+    visible key are zeroed separately (as torch's safe softmax does), so only
+    huge scores behind the mask show the leak.
     """
-    return _plain_softmax(logits + np.where(visible, 0.0, -1e4))
+    weights = _plain_softmax(logits + np.where(visible, 0.0, -1e4))
+    return np.where(_empty(visible), 0.0, weights)
+
+
+def _additive_minus_1e9(logits, visible, sink, *, fully_masked="zeros", dtype=None):
+    """Additive -1e9 mask bias: a fully masked row attends to every key as if it were unmasked.
+
+    Source: the TF-era additive padding bias ``logits += (1 - mask) * -1e9``;
+    no leak elsewhere (1e9 beats any real score), so only fully masked rows
+    show it, and they look like neither zeros, NaN nor uniform.
+    """
+    return _plain_softmax(logits + np.where(visible, 0.0, -1e9))
 
 
 def _nan_rows(logits, visible, sink, *, fully_masked="zeros", dtype=None):
@@ -69,7 +82,7 @@ def _nan_rows(logits, visible, sink, *, fully_masked="zeros", dtype=None):
     """
     hidden = np.where(visible, logits, -np.inf)
     with np.errstate(invalid="ignore"):
-        exps = np.exp(hidden - hidden.max(axis=-1, keepdims=True))
+        exps = np.exp(hidden - hidden.max(axis=-1, keepdims=True, initial=-np.inf))
         return exps / exps.sum(axis=-1, keepdims=True)
 
 
@@ -91,15 +104,16 @@ def _mask_after_softmax(logits, visible, sink, *, fully_masked="zeros", dtype=No
     return _plain_softmax(logits) * visible
 
 
-def _fp16_running_sum(logits, visible, sink, *, fully_masked="zeros", dtype=None):
-    """Denominator summed key by key in float16 for 16-bit inputs: long rows stall at 2048.
+def _lowp_running_sum(logits, visible, sink, *, fully_masked="zeros", dtype=None):
+    """Denominator summed key by key in the 16-bit input dtype (float16, bfloat16): long rows drift.
 
     Source: common class of bug (accumulating in the storage dtype instead of
-    float32; flash-attn and the reference accumulate in float32).
+    float32; flash-attn and the reference accumulate in float32). A bfloat16
+    running sum stops growing near 256 when adding terms below 0.5.
     """
     hidden = np.where(visible, logits, -np.inf)
     exps = np.exp(hidden - row_max(hidden, None))
-    low = np.float16 if np.dtype(dtype).itemsize <= 2 else np.float64
+    low = np.dtype(dtype) if np.dtype(dtype).itemsize <= 2 else np.dtype(np.float64)
     denom = np.cumsum(exps.astype(low), axis=-1, dtype=low)[..., -1:].astype(np.float64)
     return normalize(exps, denom, _empty(visible), fully_masked)
 
@@ -145,7 +159,7 @@ def _finite_initial_max(logits, visible, sink, *, fully_masked="zeros", dtype=No
     Source: flashinfer-ai/flashinfer#4267 (``-math::inf`` is the finite 5e4).
     """
     hidden = np.where(visible, logits, -np.inf)
-    top = np.maximum(hidden.max(axis=-1, keepdims=True), -5e4)
+    top = np.maximum(hidden.max(axis=-1, keepdims=True, initial=-np.inf), -5e4)
     exps = np.exp(hidden - top)
     return normalize(exps, exps.sum(axis=-1, keepdims=True), _empty(visible), fully_masked)
 
@@ -173,10 +187,11 @@ masked_fill_tiny_negative = sdpa_variant(
     name="masked_fill_tiny_negative", softmax=_fill_tiny_negative
 )
 mask_fill_minus_1e4 = sdpa_variant(name="mask_fill_minus_1e4", softmax=_fill_minus_1e4)
+additive_minus_1e9 = sdpa_variant(name="additive_minus_1e9", softmax=_additive_minus_1e9)
 fully_masked_nan = sdpa_variant(name="fully_masked_nan", softmax=_nan_rows)
 fully_masked_uniform = sdpa_variant(name="fully_masked_uniform", softmax=_uniform_rows)
 mask_after_softmax = sdpa_variant(name="mask_after_softmax", softmax=_mask_after_softmax)
-fp16_running_sum = sdpa_variant(name="fp16_running_sum", softmax=_fp16_running_sum)
+lowp_running_sum = sdpa_variant(name="lowp_running_sum", softmax=_lowp_running_sum)
 global_max_subtraction = sdpa_variant(name="global_max_subtraction", softmax=_global_max)
 online_no_rescale = sdpa_variant(name="online_no_rescale", softmax=_online_no_rescale)
 online_finite_initial_max = sdpa_variant(

@@ -66,8 +66,8 @@ def _one_batch_huge():
 
 
 def _late_max():
-    t = _sdpa(batch=(), heads=(1, 1), lq=2, lk=40)
-    t.kwargs["key"][..., 35, :] = 4.0 * t.kwargs["query"][..., 0, :]
+    t = _sdpa(batch=(), heads=(1, 1), lq=2, lk=7)
+    t.kwargs["key"][..., 6, :] = 4.0 * t.kwargs["query"][..., 0, :]  # the max in the 2nd block
     return t
 
 
@@ -137,16 +137,23 @@ def _relative() -> Trigger:
                                               rel_embeddings=rng.standard_normal((5, 4))))
 
 
+def _gradients() -> Trigger:
+    """Forward inputs and an upstream gradient: only the backward pass shows the bug."""
+    rng = np.random.default_rng(9)
+    return Trigger("sdpa:grad", {**_qkv(seed=9), "grad_out": rng.standard_normal((2, 2, 5, 8))})
+
+
 TRIGGERS = {
     # softmax stage
     "softmax_whole_matrix": lambda: _sdpa(),
     "softmax_no_max_subtraction": lambda: _sdpa(query=_qkv()["query"] * 400.0),
     "masked_fill_tiny_negative": lambda: _sdpa(attn_mask=_random_bool()),
     "mask_fill_minus_1e4": _huge_masked_key,
+    "additive_minus_1e9": lambda: _sdpa(attn_mask=_one_empty_row()),
     "fully_masked_nan": lambda: _sdpa(attn_mask=_one_empty_row()),
     "fully_masked_uniform": lambda: _sdpa(attn_mask=_one_empty_row()),
     "mask_after_softmax": lambda: _sdpa(attn_mask=_random_bool()),
-    "fp16_running_sum": _long_uniform_fp16,
+    "lowp_running_sum": _long_uniform_fp16,
     "global_max_subtraction": _one_batch_huge,
     "online_no_rescale": _late_max,
     "online_finite_initial_max": lambda: _sdpa(attn_mask=np.full((5, 7), -1e5)),
@@ -157,10 +164,14 @@ TRIGGERS = {
     "alibi_signed_distance": lambda: _sdpa(alibi_slopes=np.array([0.5, 0.25])),
     "softcap_after_mask": lambda: _sdpa(attn_mask=_random_bool(), softcap=1.0),
     "dropout_when_p_zero": lambda: _sdpa(),
+    "dropout_scale_in_eval": lambda: _sdpa(),
     "output_always_float64": lambda: _sdpa(dtype=np.float32),
     "no_sqrt_scaling": lambda: _sdpa(e=16),
     "explicit_scale_ignored": lambda: _sdpa(scale=0.9),
     "scale_from_value_dim": lambda: _sdpa(e=16, ev=4),
+    "scale_from_model_width": lambda: _sdpa(),
+    "scale_from_key_length": lambda: _sdpa(e=8, lk=7),
+    "decode_path_unscaled": lambda: _sdpa(lq=1),
     "bool_mask_inverted": lambda: _sdpa(attn_mask=_random_bool()),
     "float_mask_as_bool": lambda: _sdpa(attn_mask=_float_0_inf()),
     "float_mask_scaled": lambda: _sdpa(attn_mask=np.random.default_rng(2).normal(size=(5, 7))),
@@ -172,6 +183,8 @@ TRIGGERS = {
     "padding_assumed_right": _left_padding,
     "query_scaled_in_place": lambda: _sdpa(),
     "nondeterministic_last_bit": lambda: _sdpa(),
+    # torch autograd
+    "softmax_detached": _gradients,
     # other ops
     "backward_no_rowsum": lambda: _backward(),
     "backward_gqa_first_head": lambda: _backward(heads=(4, 2), enable_gqa=True),
