@@ -51,20 +51,21 @@ def test_failing_adapter_gives_failing_items_with_the_harness_message(pytester):
     result = pytester.runpytest("--attn-adapter", adapter, *QUICK, "-k",
                                 "scale_law or numeric-plain or causality")
     result.assert_outcomes(failed=2, skipped=1)
+    # items run in the check table's order: properties before numeric
     result.stdout.fnmatch_lines([
+        "*_ sdpa-scale_law _*",
+        "sdpa / scale_law: Default scale is 1/√E: *",
+        "minimal failing example: *",
+        f"repro: attnconf run --adapter {adapter} --profile quick --seed 20260101 "
+        "--only scale_law --case 'hypothesis[[]float64[]]'",
         "*_ sdpa-numeric-plain _*",
         "sdpa / numeric: sdpa-plain[[]b2-h2-q7-k7-e16-float64[]] (seed *; mask='none') — output",
         "tolerance: max|cand − ref64| ≤ k·max|ref_lowp − ref64| + atol = *",
         "Mismatched elements: * / 448 (*%)",
         f"repro: attnconf run --adapter {adapter} --profile quick --seed 20260101 --only numeric "
         "--case 'sdpa-plain[[]b2-h2-q7-k7-e16-float64[]]'",
-        "*_ sdpa-scale_law _*",
-        "sdpa / scale_law: Default scale is 1/√E: *",
-        "minimal failing example: *",
-        f"repro: attnconf run --adapter {adapter} --profile quick --seed 20260101 "
-        "--only scale_law --case 'hypothesis[[]float64[]]'",
-        f"FAILED attnconf[[]{adapter}[]]::sdpa-numeric-plain",
         f"FAILED attnconf[[]{adapter}[]]::sdpa-scale_law",
+        f"FAILED attnconf[[]{adapter}[]]::sdpa-numeric-plain",
     ])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
