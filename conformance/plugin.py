@@ -20,12 +20,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.adapters import AdapterLoadError, ResolvedAdapter, resolve
+from conformance.adapters import AdapterLoadError, ResolvedAdapter
 from conformance.checks import CHECKS, Check, RunContext
 from conformance.ops import op_specs
 from conformance.profiles import PROFILES
 from conformance.results import FAILED, PASSED, SKIPPED
-from conformance.runner import DEFAULT_SEED, RunConfig, make_invoker, versions
+from conformance.runner import (
+    DEFAULT_SEED,
+    RunConfig,
+    make_invoker,
+    resolve_adapter,
+    versions,
+)
 from conformance.tolerance import DEFAULT_K, Tolerance
 
 ADAPTERS_KEY = pytest.StashKey[list[ResolvedAdapter]]()
@@ -50,16 +56,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if not specs:
         return
     framework = config.getoption("--attn-framework")
-    try:
-        config.stash[ADAPTERS_KEY] = [resolve(spec, framework=framework) for spec in specs]
-    except AdapterLoadError as exc:
-        raise pytest.UsageError(f"attnconf: {exc}") from None
-    config.stash[CONFIG_KEY] = RunConfig(
+    run = RunConfig(
         profile=PROFILES[config.getoption("--attn-profile")],
         seed=config.getoption("--attn-seed"),
         tolerance=Tolerance(k=config.getoption("--attn-k"), atol=config.getoption("--attn-atol")),
         isolate=config.getoption("--attn-isolate"),
         framework_flag=framework)
+    try:
+        # under --attn-isolate subprocess the adapter is never imported into pytest
+        config.stash[ADAPTERS_KEY] = [resolve_adapter(spec, run, framework=framework)
+                                      for spec in specs]
+    except AdapterLoadError as exc:
+        raise pytest.UsageError(f"attnconf: {exc}") from None
+    config.stash[CONFIG_KEY] = run
     config.pluginmanager.register(SessionVerdict(config), "attnconf-session-verdict")
 
 

@@ -60,6 +60,12 @@ def resolve_adapter(spec: str, config: RunConfig, framework: str | None = None
     return resolve(spec, framework=framework)
 
 
+def run_flags(config: RunConfig) -> tuple[str, ...]:
+    """The isolation flags a repro must repeat (a hang must not re-run in-process)."""
+    flags = ("--isolate", config.isolate) if config.isolate else ()
+    return flags + (("--timeout", f"{config.timeout:g}") if config.timeout else ())
+
+
 def timeout_range(config: RunConfig) -> tuple[float, float]:
     """The per-call timeouts the checks use without --timeout: (smallest, largest case)."""
     ctx = RunContext(None, None, config.profile, config.seed)
@@ -138,7 +144,7 @@ def run(adapter: ResolvedAdapter, config: RunConfig,
     """All selected checks on every op the adapter provides; results in table order."""
     invoker = make_invoker(adapter, config)
     ctx = RunContext(adapter, invoker, config.profile, config.seed, config.tolerance,
-                     config.case, config.framework_flag)
+                     config.case, config.framework_flag, run_flags=run_flags(config))
     results: list[Result] = []
     try:
         for r in iter_results(ctx, selected_checks(config)):

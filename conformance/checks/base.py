@@ -28,6 +28,7 @@ class RunContext:
     framework_flag: str | None = None
     observed: dict[str, Any] = field(default_factory=dict)
     group: str | None = None  # "<op>-<scenario>": only that scenario's cases (pytest items)
+    run_flags: tuple[str, ...] = ()  # --isolate/--timeout as given, for the repro line
 
     def repro(self, check: str, case: str | None = None) -> str:
         words = ["attnconf", "run", "--adapter", self.adapter.spec]
@@ -36,6 +37,7 @@ class RunContext:
         words += ["--profile", self.profile.name, "--seed", str(self.seed), "--only", check]
         if case:
             words += ["--case", case]
+        words += list(self.run_flags)
         if self.tolerance.k != Tolerance().k:
             words += ["--k", repr(self.tolerance.k)]
         if self.tolerance.atol is not None:

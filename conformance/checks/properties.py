@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import seed as hypothesis_seed
-from hypothesis.errors import FailedHealthCheck, Unsatisfiable
+from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable
 from hypothesis.reporting import with_reporter
 
 from conformance.checks.base import RunContext, headline, result
@@ -136,6 +136,16 @@ def run_property(ctx: RunContext, prop: Property, body_mask: str) -> Result:
         return result(ctx, "sdpa", prop.name, case_id, FAILED, headline(
             "sdpa", prop.name, f"{prop.description}\nminimal failing example: "
             f"{problem.describe()}\n{failure['message']}"), seed=problem.seed)
+    except Flaky as exc:
+        # hypothesis re-ran a failing example and it passed: the adapter is not a function
+        # of its inputs. That is a failure of this property, not of the harness.
+        problem = failure.get("problem")
+        where = f"\nexample: {problem.describe()}" if problem else ""
+        return result(ctx, "sdpa", prop.name, case_id, FAILED, headline(
+            "sdpa", prop.name, f"{prop.description}\nthe same example failed once and passed "
+            f"when re-run: the adapter's output is not a function of its inputs "
+            f"({type(exc).__name__}){where}\n{failure.get('message', '')}"),
+            seed=problem.seed if problem else None)
     except (Unsatisfiable, FailedHealthCheck) as exc:
         return result(ctx, "sdpa", prop.name, case_id, SKIPPED,
                       f"unsupported: every example was rejected ({type(exc).__name__})")
