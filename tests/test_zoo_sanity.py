@@ -21,6 +21,7 @@ from correct.numpy_ops import NUMPY_OPS
 from correct.numpy_sdpa import einsum_sdpa
 from mutants import BUGS, CATCHES, MUTANTS, TRIGGERS, _base, _base_ops
 
+from conformance.checks import CHECK_NAMES
 from conformance.declare import declaration_of
 
 NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16,
@@ -95,6 +96,8 @@ def test_registries_agree():
     assert set(MUTANTS) == set(TRIGGERS) == set(CATCHES) == set(BUGS)
     for name, adapter in MUTANTS.items():
         assert BUGS[name] and "Source:" in adapter.__doc__, name
+        assert "|" not in BUGS[name], f"{name}: the bug line is a Markdown table cell"
+        assert set(CATCHES[name]) <= set(CHECK_NAMES), (name, CATCHES[name])
         assert declaration_of(adapter).name == f"mutant-{name}"
 
 

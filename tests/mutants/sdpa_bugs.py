@@ -50,7 +50,7 @@ def _window_left_off_by_one(lq, lk, offset, left, right):
 
 
 def _alibi_signed(slopes, lq, lk, offset):
-    """ALiBi bias slope · (j - i') instead of -slope · |i' - j|: right only under a causal mask.
+    """ALiBi bias slope · (j - i') instead of -slope · abs(i' - j): right only under a causal mask.
 
     Source: the ALiBi paper's code (ofirpress/attention_with_linear_biases)
     adds slope · j and relies on causal masking plus shift invariance; reused
