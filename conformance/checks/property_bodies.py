@@ -94,8 +94,9 @@ def convex_hull(ctx: RunContext, p: AttentionProblem) -> None:
     outside = (out < lo - tol) | (out > hi + tol) | ~np.isfinite(out)
     if outside.any():
         idx = tuple(int(i) for i in np.argwhere(outside)[0])
-        raise PropertyFailure(f"output {out[idx]!r} at {idx} outside the visible values' "
-                              f"range [{lo[idx]!r}, {hi[idx]!r}] (tolerance {tol:.3g})")
+        raise PropertyFailure(
+            f"output {float(out[idx])!r} at {idx} outside the visible values' range "
+            f"[{float(lo[idx])!r}, {float(hi[idx])!r}] (tolerance {tol:.3g})")
 
 
 def independence(ctx: RunContext, p: AttentionProblem) -> None:
