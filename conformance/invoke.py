@@ -101,6 +101,18 @@ def _positional_names(op: str, count: int) -> list[str]:
     return [known[i] if i < len(known) else f"arg{i}" for i in range(count)]
 
 
+def _guarded(thunk):
+    """Run adapter code: NotImplementedError → Unsupported, anything else → AdapterError."""
+    try:
+        return thunk()
+    except NotImplementedError as exc:
+        raise _unsupported(exc) from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit, MemoryError, …: a failure of this case
+        raise _adapter_error(exc) from None
+
+
 def call_adapter(adapter: ResolvedAdapter, op: str, args: list, kwargs: dict) -> Outcome:
     """One call of ``op`` with NumPy arguments, in this process."""
     fw = adapter.framework
@@ -109,14 +121,7 @@ def call_adapter(adapter: ResolvedAdapter, op: str, args: list, kwargs: dict) ->
     natives = {name: _native(fw, value) for name, value in named.items()}
     positional = [natives[n] for n in names]
     keywords = {k: natives[k] for k in kwargs}
-    try:
-        raw = adapter.ops[op].fn(*positional, **keywords)
-    except NotImplementedError as exc:
-        raise _unsupported(exc) from None
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # SystemExit, MemoryError, …: a failure of this case
-        raise _adapter_error(exc) from None
+    raw = _guarded(lambda: adapter.ops[op].fn(*positional, **keywords))
     try:
         value = convert_outputs(raw, fw)
     except OutputTypeError:
@@ -134,15 +139,7 @@ def call_gradients(adapter: ResolvedAdapter, args: list, kwargs: dict) -> Outcom
     query, key, value, grad_out = (fw.to_native(a) for a in args)
     leaves = [t.requires_grad_(True) for t in (query, key, value)]
     keywords = {k: _native(fw, v) for k, v in kwargs.items()}
-    try:
-        out = adapter.ops["sdpa"].fn(*leaves, **keywords)
-        out.backward(grad_out)
-    except NotImplementedError as exc:
-        raise _unsupported(exc) from None
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # SystemExit, MemoryError, …: a failure of this case
-        raise _adapter_error(exc) from None
+    _guarded(lambda: adapter.ops["sdpa"].fn(*leaves, **keywords).backward(grad_out))
     return Outcome(tuple(fw.to_numpy(t.grad) if t.grad is not None else None for t in leaves))
 
 

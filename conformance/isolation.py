@@ -256,8 +256,8 @@ class Worker:
         """How the worker ended (after EOF on its pipe), then the tail of its output."""
         code = self.exit_status(wait=5.0)
         size = os.fstat(self.log.fileno()).st_size
-        data = os.pread(self.log.fileno(), 1500, max(0, size - 1500))
-        tail = data.decode("utf-8", "replace").strip().splitlines()[-12:]
+        data = os.pread(self.log.fileno(), 4000, max(0, size - 4000))  # a whole stack
+        tail = data.decode("utf-8", "replace").strip().splitlines()[-24:]
         how = ("closed its pipe without exiting" if code is None else
                f"killed by signal {-code} ({_signal_name(-code)})" if code < 0 else
                f"exited with status {code}")

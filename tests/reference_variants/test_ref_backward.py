@@ -15,15 +15,6 @@ from reference.sdpa_backward import sdpa_backward  # noqa: E402
 ATOL = 1e-10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny float64 ops: torch's intra-op threads only contend on a busy 2-core box
-    (≈ 400× slower per call measured); restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @dataclass(frozen=True)
 class GradCase:

@@ -18,15 +18,6 @@ ATOL = 1e-12
 D_MODEL, HEADS, D_FF, LENGTH, BATCH = 8, 2, 16, 5, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny float64 ops: torch's intra-op threads only contend on a busy 2-core box
-    (≈ 400× slower per call measured); restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _randomise(module: nn.Module, seed: int) -> None:
     """Every parameter, biases and LayerNorm γ/β included, from default_rng(seed)."""

@@ -17,15 +17,6 @@ ATOL = 1e-12
 EMBED, HEADS, BATCH, LEN_Q, LEN_K = 8, 2, 3, 5, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny float64 ops: torch's intra-op threads only contend on a busy 2-core box
-    (≈ 400× slower per call measured); restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 OPTIONS = list(itertools.product(
     (False, True),  # batch_first
     (True, False),  # bias

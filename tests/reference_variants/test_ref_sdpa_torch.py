@@ -20,15 +20,6 @@ from reference.sdpa import sdpa  # noqa: E402
 ATOL = 1e-12  # float64 against float64: a few ulps of O(1) outputs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny float64 ops: torch's intra-op threads only contend on a busy 2-core box
-    (≈ 400× slower per call measured); restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @dataclass(frozen=True)
 class Case:
