@@ -7,8 +7,8 @@ printed it, and counts it. The counts appear at the end of the pytest run::
     001: 174 printed values reproduced
 
 Enable with ``pytest_plugins = ["fixture_counts"]`` in tests/conftest.py; the tests also
-register it themselves when that line is missing. (Counts are per process: under
-pytest-xdist each worker keeps its own.)
+register it themselves when that line is missing. Under pytest-xdist each worker sends
+its counts to the controller (``workeroutput``), which adds them up and prints the total.
 """
 
 from __future__ import annotations
@@ -43,6 +43,18 @@ class PrintedCounts:
     def __init__(self) -> None:
         self.reproduced: Counter[str] = Counter()
         self.unreproducible: Counter[str] = Counter()
+
+    def pytest_sessionfinish(self, session) -> None:
+        output = getattr(session.config, "workeroutput", None)
+        if output is not None:  # an xdist worker: hand the counts to the controller
+            output["printed_counts"] = [dict(self.reproduced), dict(self.unreproducible)]
+
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook: absent without pytest-xdist
+    def pytest_testnodedown(self, node, error) -> None:
+        reproduced, unreproducible = getattr(node, "workeroutput", {}).get(
+            "printed_counts", ({}, {}))
+        self.reproduced.update(reproduced)
+        self.unreproducible.update(unreproducible)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         notebooks = sorted(set(self.reproduced) | set(self.unreproducible))
