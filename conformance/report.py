@@ -13,7 +13,6 @@ import os
 import re
 import tempfile
 from collections import defaultdict
-from dataclasses import asdict
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -163,7 +162,6 @@ def write_report(spec: str, results: list[Result], info: RunInfo) -> Path:
 
 __all__ = [
     "FORMATS",
-    "asdict",
     "parse_report_spec",
     "to_json",
     "to_junit",
