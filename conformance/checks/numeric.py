@@ -94,18 +94,22 @@ def _judge(ctx: RunContext, op: str, case: Case, outs, expectations) -> Result:
                   bound=min(bounds) if bounds else None)
 
 
-def numeric(ctx: RunContext, op: str) -> Iterator[Result]:
-    """Candidate vs reference on every case of the op's matrix, tolerance model applied."""
-    for case in op_specs()[op].cases(ctx.profile, ctx.seed):
-        if not ctx.wants(case):
-            continue
-        prepared = _prepare(ctx, op, "numeric", case)
+def _run_cases(ctx: RunContext, op: str, check: str, cases, judge) -> Iterator[Result]:
+    """Prepare, call and judge each case; skips and call failures are results too."""
+    for case in cases:
+        prepared = _prepare(ctx, op, check, case)
         if not isinstance(prepared, tuple):
             yield prepared
             continue
         _, args, kwargs, expectations = prepared
-        outs, bad = _outputs(ctx, op, "numeric", case, args, kwargs, expectations)
-        yield bad if bad else _judge(ctx, op, case, outs, expectations)
+        outs, bad = _outputs(ctx, op, check, case, args, kwargs, expectations)
+        yield bad if bad else judge(ctx, op, case, outs, expectations)
+
+
+def numeric(ctx: RunContext, op: str) -> Iterator[Result]:
+    """Candidate vs reference on every case of the op's matrix, tolerance model applied."""
+    cases = [c for c in op_specs()[op].cases(ctx.profile, ctx.seed) if ctx.wants(c)]
+    yield from _run_cases(ctx, op, "numeric", cases, _judge)
 
 
 CONTRACT_SCENARIOS = ("plain", "empty-rows-bool", "causal")
@@ -113,29 +117,22 @@ CONTRACT_SCENARIOS = ("plain", "empty-rows-bool", "causal")
 
 def output_contract(ctx: RunContext, op: str) -> Iterator[Result]:
     """Output type, shape and dtype exactly as specified; finite wherever the reference is."""
-    for case in op_specs()[op].cases(ctx.profile, ctx.seed):
-        if case.scenario not in CONTRACT_SCENARIOS or case.shapes is None or not ctx.wants(case):
-            continue
-        if case.shapes.len_q > 64:
-            continue
-        prepared = _prepare(ctx, op, "output_contract", case)
-        if not isinstance(prepared, tuple):
-            yield prepared
-            continue
-        _, args, kwargs, expectations = prepared
-        outs, bad = _outputs(ctx, op, "output_contract", case, args, kwargs, expectations)
-        if bad:
-            yield bad
-            continue
-        problems = []
-        for exp, out in zip(expectations, outs, strict=True):
-            problem = check_contract(out, exp.ref64.shape, exp.dtype)
-            if problem is None and not np.array_equal(np.isfinite(np.asarray(out, np.float64)),
-                                                      np.isfinite(exp.ref64)):
-                problem = "non-finite values where the reference is finite (or the reverse)"
-            if problem:
-                problems.append(f"{exp.name}: {problem}")
-        status = FAILED if problems else PASSED
-        yield result(ctx, op, "output_contract", case.id, status,
-                     headline(op, "output_contract", case.describe()) + "\n" + "\n".join(problems)
-                     if problems else "", seed=case.seed)
+    cases = [c for c in op_specs()[op].cases(ctx.profile, ctx.seed)
+             if c.scenario in CONTRACT_SCENARIOS and c.shapes is not None
+             and c.shapes.len_q <= 64 and ctx.wants(c)]
+    yield from _run_cases(ctx, op, "output_contract", cases, _judge_contract)
+
+
+def _judge_contract(ctx: RunContext, op: str, case: Case, outs, expectations) -> Result:
+    problems = []
+    for exp, out in zip(expectations, outs, strict=True):
+        problem = check_contract(out, exp.ref64.shape, exp.dtype)
+        if problem is None and not np.array_equal(np.isfinite(np.asarray(out, np.float64)),
+                                                  np.isfinite(exp.ref64)):
+            problem = "non-finite values where the reference is finite (or the reverse)"
+        if problem:
+            problems.append(f"{exp.name}: {problem}")
+    message = (headline(op, "output_contract", case.describe()) + "\n" + "\n".join(problems)
+               if problems else "")
+    return result(ctx, op, "output_contract", case.id, FAILED if problems else PASSED, message,
+                  seed=case.seed)
