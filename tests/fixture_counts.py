@@ -81,6 +81,16 @@ def pytest_configure(config: pytest.Config) -> None:
     counts(config)
 
 
+def assert_typed_verbatim(path, printed_rows) -> None:
+    """Every typed block ``(cell, name, fmt, printed)`` appears verbatim in the notebook."""
+    __tracebackhide__ = True
+    if not path.is_file():
+        pytest.skip(f"seed notebook not available at {path} (set ATTNCONF_SEEDS)")
+    text = path.read_text(encoding="utf-8")
+    missing = [(c, n) for c, n, _, p in printed_rows if p not in text]
+    assert not missing, f"typed blocks not found verbatim in {path}: {missing}"
+
+
 def tokens(printed: str) -> list[str]:
     """The numbers of a printed text, in reading order (labels carry no digits)."""
     return NUMBER.findall(NOISE.sub(" ", printed))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixture_counts import reproduce, tokens
+from fixture_counts import assert_typed_verbatim, reproduce, tokens
 
 from conformance.fixturestore import default_root, entry_of, load_arrays
 from reference import sdpa
@@ -98,12 +98,7 @@ def test_every_printed_number_is_covered():
 
 
 def test_printed_text_is_the_notebook_s():
-    path = SEEDS / NOTEBOOK
-    if not path.is_file():
-        pytest.skip(f"seed notebook not available at {path} (set ATTNCONF_SEEDS)")
-    text = path.read_text(encoding="utf-8")
-    missing = [(c, n) for c, n, _, p in PRINTED if p not in text]
-    assert not missing, f"typed blocks not found verbatim in {path}: {missing}"
+    assert_typed_verbatim(SEEDS / NOTEBOOK, PRINTED)
 
 
 def test_manifest_names_each_bug():
