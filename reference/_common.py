@@ -46,6 +46,20 @@ def check_float_array(name: str, x: np.ndarray, min_ndim: int = 1) -> np.ndarray
     return x
 
 
+def broadcastable(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """True when shapes ``a`` and ``b`` broadcast together (NumPy's rule)."""
+    try:
+        np.broadcast_shapes(a, b)
+    except ValueError:
+        return False
+    return True
+
+
+def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """True when ``shape`` broadcasts to exactly ``target`` (it adds no dims or sizes)."""
+    return broadcastable(shape, target) and np.broadcast_shapes(shape, target) == tuple(target)
+
+
 def work_dtypes(compute_dtype) -> tuple[np.dtype, np.dtype]:
     """(storage dtype, accumulation dtype): float64 twice, else (dtype, float32)."""
     if compute_dtype is None or np.dtype(compute_dtype) == np.float64:
@@ -103,12 +117,10 @@ def check_attention_shapes(query, key, value, enable_gqa: bool) -> None:
             f"pass enable_gqa=True for grouped-query attention "
             f"(query shape {query.shape}, key shape {key.shape})"
         )
-    try:
-        np.broadcast_shapes(query.shape[:-3], key.shape[:-3])
-    except ValueError:
+    if not broadcastable(query.shape[:-3], key.shape[:-3]):
         raise ValueError(
             f"batch dims do not broadcast: query shape {query.shape}, key shape {key.shape}"
-        ) from None
+        )
 
 
 def check_mask(attn_mask, scores_shape: tuple[int, ...]) -> np.ndarray | None:
@@ -116,11 +128,7 @@ def check_mask(attn_mask, scores_shape: tuple[int, ...]) -> np.ndarray | None:
     if attn_mask is None:
         return None
     mask = np.asarray(attn_mask)
-    try:
-        fits = np.broadcast_shapes(mask.shape, scores_shape) == tuple(scores_shape)
-    except ValueError:
-        fits = False
-    if not fits:
+    if not broadcasts_to(mask.shape, scores_shape):
         raise ValueError(
             f"attn_mask of shape {mask.shape} does not broadcast to the scores "
             f"shape (..., Hq, Lq, Lk) = {tuple(scores_shape)}"

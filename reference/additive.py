@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._common import check_float_array, masked_softmax
+from reference._common import broadcastable, check_float_array, masked_softmax
 
 _F64 = np.dtype(np.float64)
 
@@ -31,10 +31,8 @@ def _check_shapes(query, keys, values, w_query, w_key, w_score) -> None:
         raise ValueError(f"w_key must have shape (Dk, A) with Dk = keys.shape[-1]; got {got}")
     if w_key.shape[1] != w_query.shape[1] or w_score.shape != (w_query.shape[1],):
         raise ValueError(f"w_query, w_key and w_score must share the attention dim A; got {got}")
-    try:
-        np.broadcast_shapes(query.shape[:-2], keys.shape[:-2])
-    except ValueError:
-        raise ValueError(f"batch dims of query and keys do not broadcast; got {got}") from None
+    if not broadcastable(query.shape[:-2], keys.shape[:-2]):
+        raise ValueError(f"batch dims of query and keys do not broadcast; got {got}")
 
 
 def additive_attention(

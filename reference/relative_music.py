@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._common import check_float_array
+from reference._common import broadcasts_to, check_float_array
 from reference.sdpa import sdpa
 
 
@@ -28,11 +28,7 @@ def _checked(query, key, value, rel_embeddings) -> list[np.ndarray]:
     got = f"query {q}, key {k}, value {v}, rel_embeddings {e}"
     if k[-3:] != q[-3:] or v[:-1] != k[:-1]:
         raise ValueError(f"need query and key (..., H, L, D), value (..., H, L, Dv); got {got}")
-    try:
-        fits = np.broadcast_shapes(e[:-2], q[:-2]) == q[:-2]
-    except ValueError:
-        fits = False
-    if e[-2:] != q[-2:] or not fits:
+    if e[-2:] != q[-2:] or not broadcasts_to(e[:-2], q[:-2]):
         raise ValueError(f"rel_embeddings must be (L, D) = {q[-2:]} or (H, L, D); got {got}")
     return arrays
 

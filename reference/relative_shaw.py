@@ -18,7 +18,12 @@ import numbers
 
 import numpy as np
 
-from reference._common import band_visibility, check_float_array, masked_softmax
+from reference._common import (
+    band_visibility,
+    broadcastable,
+    check_float_array,
+    masked_softmax,
+)
 
 _F64 = np.dtype(np.float64)
 
@@ -38,10 +43,8 @@ def _check(query, key, value, rel_keys, rel_values, max_distance) -> None:
         raise ValueError(f"rel_keys must be (2·max_distance+1, E) = ({rows}, {query.shape[-1]}) "
                          f"and rel_values (2·max_distance+1, Ev) = ({rows}, {value.shape[-1]}); "
                          f"got {got}")
-    try:
-        np.broadcast_shapes(query.shape[:-2], key.shape[:-2])
-    except ValueError:
-        raise ValueError(f"batch/head dims of query and key do not broadcast; got {got}") from None
+    if not broadcastable(query.shape[:-2], key.shape[:-2]):
+        raise ValueError(f"batch/head dims of query and key do not broadcast; got {got}")
 
 
 def shaw_relative_attention(

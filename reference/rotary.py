@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._common import check_float_array
+from reference._common import broadcasts_to, check_float_array
 
 CONVENTIONS = ("half", "interleaved")
 
@@ -41,11 +41,7 @@ def rotary_embedding(
     pos = np.arange(seq) if positions is None else np.asarray(positions)
     if pos.dtype == np.bool_ or not np.issubdtype(pos.dtype, np.number):
         raise TypeError(f"positions must be an int or float array, got dtype {pos.dtype}")
-    try:
-        ok = np.broadcast_shapes(pos.shape, x.shape[:-1]) == x.shape[:-1]
-    except ValueError:
-        ok = False
-    if not ok:
+    if not broadcasts_to(pos.shape, x.shape[:-1]):
         raise ValueError(
             f"positions of shape {pos.shape} do not broadcast to x.shape[:-1] = "
             f"{x.shape[:-1]} (x shape {x.shape})"

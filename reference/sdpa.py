@@ -24,6 +24,7 @@ import numpy as np
 from reference._common import (
     aligned_query_positions,
     band_visibility,
+    broadcasts_to,
     check_attention_shapes,
     check_float_array,
     check_mask,
@@ -51,16 +52,9 @@ def _check_options(scores_shape, window, softcap, alibi_slopes, sinks, dropout_p
     if dropout_p > 0.0 and dropout_mask is None:
         raise ValueError("dropout_p > 0 needs an explicit dropout_mask (keep-mask): "
                          "the reference never draws random numbers")
-    if dropout_mask is not None and not _broadcasts_to(np.shape(dropout_mask), scores_shape):
+    if dropout_mask is not None and not broadcasts_to(np.shape(dropout_mask), scores_shape):
         raise ValueError(f"dropout_mask of shape {np.shape(dropout_mask)} does not broadcast "
                          f"to the scores shape {tuple(scores_shape)}")
-
-
-def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
-    try:
-        return np.broadcast_shapes(shape, target) == tuple(target)
-    except ValueError:
-        return False
 
 
 def sdpa(
