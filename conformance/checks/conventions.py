@@ -54,23 +54,28 @@ def _call(ctx, name, args, kwargs):
     return outcome.value, None
 
 
+def _probe(ctx: RunContext, name: str, status: str, message: str = "") -> Result:
+    """The one result of the probe ``name`` (case id ``probe:<name>``)."""
+    return result(ctx, "sdpa", "conventions", f"probe:{name}", status, message)
+
+
 def _mismatch(ctx, name: str, declared, observed, suggestion) -> Result:
     origin = "declared" if name in ctx.adapter.declared_conventions else "default (torch's)"
-    return result(ctx, "sdpa", "conventions", f"probe:{name}", FAILED, headline(
-        "sdpa", "conventions", f"convention {name}") +
-        f"\n{name}: {origin} value {declared!r}, observed {observed!r}; "
-        f"declare conventions={{{name!r}: {suggestion!r}}} to accept it")
+    message = (f"{headline('sdpa', 'conventions', f'convention {name}')}\n"
+               f"{name}: {origin} value {declared!r}, observed {observed!r}; "
+               f"declare conventions={{{name!r}: {suggestion!r}}} to accept it")
+    return _probe(ctx, name, FAILED, message)
 
 
 def probe_causal_alignment(ctx: RunContext) -> Iterator[Result]:
     if "causal" not in ctx.adapter.ops["sdpa"].features:
-        yield result(ctx, "sdpa", "conventions", "probe:causal_alignment", SKIPPED,
+        yield _probe(ctx, "causal_alignment", SKIPPED,
                      "unsupported: adapter has no is_causal")
         return
     q, k, v = _qkv(ctx, 2, 5)
     out, bad = _call(ctx, "causal_alignment", [q, k, v], {"is_causal": True})
     if bad or out is None:
-        yield bad or result(ctx, "sdpa", "conventions", "probe:causal_alignment", SKIPPED,
+        yield bad or _probe(ctx, "causal_alignment", SKIPPED,
                             "output unusable; see output_contract")
         return
     wide = [x.astype(np.float64) for x in (q, k, v)]
@@ -82,7 +87,7 @@ def probe_causal_alignment(ctx: RunContext) -> Iterator[Result]:
     if observed in ("top_left", "bottom_right") and observed != declared:
         yield _mismatch(ctx, "causal_alignment", declared, observed, observed)
     else:
-        yield result(ctx, "sdpa", "conventions", "probe:causal_alignment", PASSED)
+        yield _probe(ctx, "causal_alignment", PASSED)
 
 
 def _classify_empty_row(row: np.ndarray, values: np.ndarray) -> str:
@@ -115,7 +120,7 @@ def _observe_empty_rows(ctx: RunContext) -> dict[str, str]:
 def probe_fully_masked(ctx: RunContext) -> Iterator[Result]:
     observed = _observe_empty_rows(ctx)
     if not observed:
-        yield result(ctx, "sdpa", "conventions", "probe:fully_masked", SKIPPED,
+        yield _probe(ctx, "fully_masked", SKIPPED,
                      "unsupported: adapter takes no attn_mask, or its output was unusable")
         return
     ctx.observed["fully_masked"] = observed
@@ -125,7 +130,7 @@ def probe_fully_masked(ctx: RunContext) -> Iterator[Result]:
     wrong = {kind: obs for kind, obs in observed.items()
              if obs != "unrecognised" and expected[kind] not in ("any", obs)}
     if not wrong:
-        yield result(ctx, "sdpa", "conventions", "probe:fully_masked", PASSED)
+        yield _probe(ctx, "fully_masked", PASSED)
         return
     recognised = {k: v for k, v in observed.items() if v != "unrecognised"}
     suggestion = (next(iter(recognised.values())) if len(set(recognised.values())) == 1
@@ -135,7 +140,7 @@ def probe_fully_masked(ctx: RunContext) -> Iterator[Result]:
 
 def probe_masked_nonfinite(ctx: RunContext) -> Iterator[Result]:
     if "bool_mask" not in ctx.adapter.ops["sdpa"].features:
-        yield result(ctx, "sdpa", "conventions", "probe:masked_nonfinite", SKIPPED,
+        yield _probe(ctx, "masked_nonfinite", SKIPPED,
                      "unsupported: adapter takes no bool attn_mask")
         return
     q, k, v = _qkv(ctx, 3, 4)
@@ -145,7 +150,7 @@ def probe_masked_nonfinite(ctx: RunContext) -> Iterator[Result]:
     v[..., 2, :] = np.nan
     out, bad = _call(ctx, "masked_nonfinite", [q, k, v], {"attn_mask": visible})
     if bad or out is None:
-        yield bad or result(ctx, "sdpa", "conventions", "probe:masked_nonfinite", SKIPPED,
+        yield bad or _probe(ctx, "masked_nonfinite", SKIPPED,
                             "output unusable; see output_contract")
         return
     observed = "propagates" if np.isnan(np.asarray(out, np.float64)).any() else "ignored"
@@ -154,7 +159,7 @@ def probe_masked_nonfinite(ctx: RunContext) -> Iterator[Result]:
     if declared == "ignored" and observed == "propagates":
         yield _mismatch(ctx, "masked_nonfinite", declared, observed, observed)
     else:
-        yield result(ctx, "sdpa", "conventions", "probe:masked_nonfinite", PASSED)
+        yield _probe(ctx, "masked_nonfinite", PASSED)
 
 
 def conventions(ctx: RunContext, op: str) -> Iterator[Result]:
