@@ -68,8 +68,12 @@ def work_dtypes(compute_dtype) -> tuple[np.dtype, np.dtype]:
 
 
 def rounded(x: np.ndarray, store: np.dtype, acc: np.dtype) -> np.ndarray:
-    """``x`` rounded to the storage dtype, held in the accumulation dtype."""
-    return np.asarray(x).astype(store).astype(acc)
+    """``x`` rounded to the storage dtype, held in the accumulation dtype.
+
+    No copy is made when ``x`` already is in both: callers that modify the
+    result in place pass arrays they own.
+    """
+    return np.asarray(x).astype(store, copy=False).astype(acc, copy=False)
 
 
 def aligned_query_positions(lq: int, lk: int, alignment: str) -> np.ndarray:
@@ -84,14 +88,74 @@ def band_visibility(
     lq: int, lk: int, alignment: str, left: int | None, right: int | None
 ) -> np.ndarray:
     """(Lq, Lk) bool: key j visible iff ``i' - left <= j <= i' + right``; None = unbounded."""
-    qpos = aligned_query_positions(lq, lk, alignment)[:, None]
-    kpos = np.arange(lk)[None, :]
-    visible = np.ones((lq, lk), dtype=bool)
+    return band(aligned_query_positions(lq, lk, alignment), np.arange(lk), left, right)
+
+
+def band(qpos: np.ndarray, kpos: np.ndarray, left: int | None, right: int | None) -> np.ndarray:
+    """(len(qpos), len(kpos)) bool: ``qpos_i - left <= kpos_j <= qpos_i + right``."""
+    qpos, kpos = qpos[:, None], kpos[None, :]
+    visible = np.ones((qpos.shape[0], kpos.shape[1]), dtype=bool)
     if left is not None:
         visible &= kpos >= qpos - left
     if right is not None:
         visible &= kpos <= qpos + right
     return visible
+
+
+def attention_logits(
+    q: np.ndarray, k: np.ndarray, scale: float, mask: np.ndarray | None,
+    qpos: np.ndarray, kpos: np.ndarray, store: np.dtype, acc: np.dtype, *,
+    softcap: float | None = None, is_causal: bool = False,
+    window: tuple[int | None, int | None] | None = None, slopes: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(S, visible) for queries at key-axis positions ``qpos`` and keys at ``kpos``.
+
+        S = scale · q kᵀ;  S ← c · tanh(S / c);  S ← S + bias − slope · |i' − j|
+        visible = mask ∧ (j ≤ i' when causal) ∧ (i' − left ≤ j ≤ i' + right)
+
+    each stored S rounded to ``store``. ``mask`` is a checked mask already cut
+    to these rows and keys; ``slopes`` broadcasts against S. ``visible`` may be
+    a 0-d True when nothing hides a key. Used by ``sdpa`` on all of Lq × Lk and
+    by ``blocked_sdpa`` on one tile at a time.
+    """
+    scores = np.matmul(q, np.swapaxes(k, -1, -2))
+    if scale != 1.0:
+        scores *= scale
+    scores = rounded(scores, store, acc)
+    if softcap is not None:
+        scores = rounded(softcap * np.tanh(scores / softcap), store, acc)
+    visible, bias = mask_terms(mask, acc)
+    if is_causal:
+        visible = visible & band(qpos, kpos, None, 0)
+    if window is not None:
+        visible = visible & band(qpos, kpos, *window)
+    if slopes is not None:
+        bias = bias - slopes * np.abs(qpos[:, None] - kpos[None, :])
+    if bias.ndim or bias:
+        scores = rounded(scores + bias, store, acc)
+    return scores, visible
+
+
+def check_sdpa_options(scores_shape, window, softcap, alibi_slopes, sinks, dropout_p,
+                       dropout_mask) -> None:
+    """Per-head arrays (Hq,), a (left, right) window, softcap > 0, dropout_p in [0, 1)."""
+    heads_q = scores_shape[-3]
+    for name, per_head in (("alibi_slopes", alibi_slopes), ("sinks", sinks)):
+        if per_head is not None and np.shape(per_head) != (heads_q,):
+            raise ValueError(f"{name} must have shape (Hq,) = ({heads_q},), "
+                             f"got shape {np.shape(per_head)}")
+    if window is not None and len(window) != 2:
+        raise ValueError(f"window must be a (left, right) pair, got {window!r}")
+    if softcap is not None and not softcap > 0:
+        raise ValueError(f"softcap must be > 0, got {softcap}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    if dropout_p > 0.0 and dropout_mask is None:
+        raise ValueError("dropout_p > 0 needs an explicit dropout_mask (keep-mask): "
+                         "the reference never draws random numbers")
+    if dropout_mask is not None and not broadcasts_to(np.shape(dropout_mask), scores_shape):
+        raise ValueError(f"dropout_mask of shape {np.shape(dropout_mask)} does not broadcast "
+                         f"to the scores shape {tuple(scores_shape)}")
 
 
 def check_attention_shapes(query, key, value, enable_gqa: bool) -> None:

@@ -23,38 +23,21 @@ import numpy as np
 
 from reference._common import (
     aligned_query_positions,
-    band_visibility,
-    broadcasts_to,
+    attention_logits,
     check_attention_shapes,
     check_float_array,
     check_mask,
-    mask_terms,
+    check_sdpa_options,
     masked_softmax,
     repeat_kv_heads,
     rounded,
     work_dtypes,
 )
+from reference.blocked import blocked_sdpa
 
-
-def _check_options(scores_shape, window, softcap, alibi_slopes, sinks, dropout_p, dropout_mask):
-    """Per-head arrays (Hq,), a (left, right) window, softcap > 0, dropout_p in [0, 1)."""
-    heads_q = scores_shape[-3]
-    for name, per_head in (("alibi_slopes", alibi_slopes), ("sinks", sinks)):
-        if per_head is not None and np.shape(per_head) != (heads_q,):
-            raise ValueError(f"{name} must have shape (Hq,) = ({heads_q},), "
-                             f"got shape {np.shape(per_head)}")
-    if window is not None and len(window) != 2:
-        raise ValueError(f"window must be a (left, right) pair, got {window!r}")
-    if softcap is not None and not softcap > 0:
-        raise ValueError(f"softcap must be > 0, got {softcap}")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
-    if dropout_p > 0.0 and dropout_mask is None:
-        raise ValueError("dropout_p > 0 needs an explicit dropout_mask (keep-mask): "
-                         "the reference never draws random numbers")
-    if dropout_mask is not None and not broadcasts_to(np.shape(dropout_mask), scores_shape):
-        raise ValueError(f"dropout_mask of shape {np.shape(dropout_mask)} does not broadcast "
-                         f"to the scores shape {tuple(scores_shape)}")
+# Above this many scores (batch · Hq · Lq · Lk: 32 MiB of float64) sdpa takes
+# the blocked path, which never holds Lq × Lk at once and runs on every core.
+BLOCKED_ABOVE = 1 << 22
 
 
 def sdpa(
@@ -76,29 +59,27 @@ def sdpa(
     key = check_float_array("key", key, 3)
     value = check_float_array("value", value, 3)
     check_attention_shapes(query, key, value, enable_gqa)
-    store, acc = work_dtypes(compute_dtype)
     hq, lq, e = query.shape[-3:]
     lk = key.shape[-2]
+    batch = np.broadcast_shapes(query.shape[:-3], key.shape[:-3])
+    if not return_weights and math.prod((*batch, hq, lq, lk)) > BLOCKED_ABOVE:
+        return blocked_sdpa(
+            query, key, value, attn_mask, is_causal, scale, enable_gqa, dropout_p=dropout_p,
+            causal_alignment=causal_alignment, window=window, softcap=softcap,
+            alibi_slopes=alibi_slopes, sinks=sinks, fully_masked=fully_masked,
+            dropout_mask=dropout_mask, return_lse=return_lse, compute_dtype=compute_dtype)
+    store, acc = work_dtypes(compute_dtype)
     if enable_gqa:
         key, value = repeat_kv_heads(key, hq, "key"), repeat_kv_heads(value, hq, "value")
     scale = 1.0 / math.sqrt(e) if scale is None else float(scale)
     q, k, v = (rounded(x, store, acc) for x in (query, key, value))
-    batch = np.broadcast_shapes(query.shape[:-3], key.shape[:-3])
-    _check_options((*batch, hq, lq, lk), window, softcap, alibi_slopes, sinks, dropout_p,
-                   dropout_mask)
-    scores = rounded(np.matmul(q, np.swapaxes(k, -1, -2)) * scale, store, acc)
-    if softcap is not None:
-        scores = rounded(softcap * np.tanh(scores / softcap), store, acc)
-    visible, bias = mask_terms(check_mask(attn_mask, scores.shape), acc)
-    if is_causal:
-        visible = visible & band_visibility(lq, lk, causal_alignment, None, 0)
-    if window is not None:
-        visible = visible & band_visibility(lq, lk, causal_alignment, *window)
-    if alibi_slopes is not None:
-        distance = np.abs(aligned_query_positions(lq, lk, causal_alignment)[:, None]
-                          - np.arange(lk)[None, :])
-        bias = bias - np.asarray(alibi_slopes, dtype=acc)[:, None, None] * distance
-    scores = rounded(scores + bias, store, acc)
+    check_sdpa_options((*batch, hq, lq, lk), window, softcap, alibi_slopes, sinks, dropout_p,
+                       dropout_mask)
+    slopes = None if alibi_slopes is None else np.asarray(alibi_slopes, dtype=acc)[:, None, None]
+    scores, visible = attention_logits(
+        q, k, scale, check_mask(attn_mask, (*batch, hq, lq, lk)),
+        aligned_query_positions(lq, lk, causal_alignment), np.arange(lk), store, acc,
+        softcap=softcap, is_causal=is_causal, window=window, slopes=slopes)
     sink_logits = None if sinks is None else np.asarray(sinks, dtype=acc)[:, None]
     visible = np.broadcast_to(visible, scores.shape)
     weights, lse = masked_softmax(scores, visible, fully_masked, store, acc, sink_logits)
