@@ -13,6 +13,11 @@ need", eq. 1) with the parameter conventions of
 ``torch.nn.functional.scaled_dot_product_attention``; window as in
 Longformer / flash-attn ``window_size``; softcap as in Gemma 2; ALiBi as in
 Press et al. 2022; sinks as in gpt-oss / StreamingLLM.
+
+The code below is the definition. Above ``BLOCKED_ABOVE`` scores (unless the
+weights are asked for) the same function runs ``reference.blocked``: the same
+formula tile by tile with an online softmax, equal to rounding (≤ 1e-13
+relative in float64), in memory bounded by its block sizes, on every core.
 """
 
 from __future__ import annotations
