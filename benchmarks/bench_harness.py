@@ -1,48 +1,338 @@
-"""Harness cost: a quick-profile run of the torch adapter, in-process vs in a worker.
+"""Harness throughput: how fast the kit gets through cases, examples and whole runs.
 
-Prints both wall times and their ratio (the isolation overhead), measured in
-this run. The reference expectations are cached per process, so the cache is
-cleared before every run and each mode runs twice, alternating; the best of
-each counts (the first run also pays torch's import and warm-up).
+One table (metric, value, unit, target, met), every number measured in this run:
+
+* start-up: wall time of a fresh ``attnconf --help``, ``attnconf list`` and
+  ``python -c "import conformance.cli"`` (best of 3);
+* ``attnconf run`` (CLI, subprocess): ``--profile quick --only numeric``: every
+  numeric result of every op the adapter has, per second, counted from the
+  header line (adapter resolved, torch imported) to exit, and over the whole
+  process;
+* runner API: the tiny sdpa numeric cases (every scenario whose shapes all have
+  Lq, Lk <= 8 and E <= 16), run in this process scenario by scenario as the
+  pytest plugin's items run them, the reference cache cold;
+* pytest plugin (subprocess, ``pytest --attn-adapter SPEC --attn-profile quick``):
+  the same tiny scenario items, cases per second inside pytest's run loop and
+  items per second;
+* hypothesis: test cases hypothesis executed (its own statistics) across the 13
+  property checks of one quick-profile run, per second of that run, in a fresh
+  process (cold: includes hypothesis's one-time scan of local modules) and the
+  second run in the same process (warm);
+* wall time of the whole quick profile per CPU built-in adapter;
+* the isolation overhead (quick profile, torch, subprocess / in-process);
+* the detection matrix (``attnconf matrix``: mutant zoo + correct zoo, ci profile,
+  2 workers); slow, so ``--no-matrix`` (or ``main(matrix=False)``) skips it.
+
+The environment is inherited as it is (``tox -e bench`` sets OMP_NUM_THREADS=1);
+the OpenMP settings in effect are printed under the table.
 """
 
 from __future__ import annotations
 
-import importlib
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
-from conformance.adapters import resolve
-from conformance.profiles import PROFILES
-from conformance.runner import RunConfig, run
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TINY_LEN, TINY_DIM = 8, 16
+CPU_ADAPTERS = ("numpy", "torch", "torch-math", "torch-mha")
+THROUGHPUT_ADAPTERS = ("numpy", "torch")
+PLUGIN_TARGET, HYPOTHESIS_TARGET = 500.0, 400.0  # per second, at least
+STARTUP_TARGET, QUICK_TARGET, MATRIX_TARGET = 3.0, 30.0, 600.0  # seconds, at most
 
 
-def timed_run(spec: str, isolate: str) -> tuple[float, int]:
-    config = RunConfig(profile=PROFILES["quick"], isolate=isolate)
-    if isolate == "subprocess":
-        from conformance.isolation import resolve_isolated
-
-        adapter = resolve_isolated(spec)
+def row(metric: str, value: float, unit: str, target: float | None = None,
+        at_least: bool = True, note: str = "") -> dict:
+    """One table row; ``met`` is yes/no against the target, "-" where there is none."""
+    if target is None:
+        shown, met = "-", "-"
     else:
-        adapter = resolve(spec)
-    # the module, not the check function of the same name that conformance.checks exports
-    importlib.import_module("conformance.checks.numeric")._EXPECTED_CACHE.clear()
+        shown = f"{'>=' if at_least else '<='} {target:g}"
+        met = "yes" if (value >= target if at_least else value <= target) else "no"
+    return {"metric": metric, "value": value, "unit": unit, "target": shown, "met": met,
+            "note": note}
+
+
+def _command(name: str) -> str:
+    found = BIN / name
+    return str(found) if found.exists() else (shutil.which(name) or name)
+
+
+def _wall(cmd: Sequence[str], **kwargs) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
-    results, _ = run(adapter, config)
-    return time.perf_counter() - start, len(results)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=kwargs.pop("cwd", ROOT),
+                          **kwargs)
+    return time.perf_counter() - start, done
 
 
-def main(spec: str = "torch", rounds: int = 2) -> dict:
-    best = {"inprocess": float("inf"), "subprocess": float("inf")}
-    for _ in range(rounds):
-        for mode in best:
-            seconds, n = timed_run(spec, mode)
-            best[mode] = min(best[mode], seconds)
-    inproc, isolated = best["inprocess"], best["subprocess"]
-    print(f"quick profile, adapter {spec}: {n} results, best of {rounds} per mode")
-    print(f"  in-process   {inproc:7.2f} s")
-    print(f"  subprocess   {isolated:7.2f} s   ratio {isolated / inproc:.2f}×")
-    return {"inprocess_s": inproc, "subprocess_s": isolated, "ratio": isolated / inproc}
+def _checked(done: subprocess.CompletedProcess, what: str, ok: tuple[int, ...] = (0,)) -> None:
+    if done.returncode not in ok:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        raise RuntimeError(f"{what} exited {done.returncode}: " + " | ".join(tail))
+
+
+def startup_rows(rounds: int = 3) -> list[dict]:
+    """Best-of-``rounds`` wall time of three fresh processes that start the kit."""
+    commands = {
+        "start-up: attnconf --help": [_command("attnconf"), "--help"],
+        "start-up: attnconf list": [_command("attnconf"), "list"],
+        "start-up: python -c 'import conformance.cli'": [sys.executable, "-c",
+                                                         "import conformance.cli"],
+    }
+    rows = []
+    for metric, cmd in commands.items():
+        best = float("inf")
+        for _ in range(rounds):
+            seconds, done = _wall(cmd)
+            _checked(done, metric)
+            best = min(best, seconds)
+        rows.append(row(metric, best, "s", STARTUP_TARGET, at_least=False))
+    return rows
+
+
+SUMMARY = re.compile(r"(\d+) passed, (\d+) failed, (\d+) skipped")
+
+
+def cli_numeric_rows(spec: str) -> list[dict]:
+    """``attnconf run --adapter SPEC --profile quick --only numeric``: results per second,
+    from the header line (printed once the adapter is resolved) to exit, and whole process."""
+    cmd = [_command("attnconf"), "run", "--adapter", spec, "--profile", "quick",
+           "--only", "numeric"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    header_at = None
+    for line in proc.stderr:
+        if header_at is None and line.startswith("attnconf run:"):
+            header_at = time.perf_counter()
+    out = proc.stdout.read()
+    proc.wait()
+    end = time.perf_counter()
+    if proc.returncode != 0 or header_at is None:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {out[-300:]}")
+    passed, failed, skipped = map(int, SUMMARY.findall(out)[-1])
+    n = passed + failed + skipped
+    note = (f"{n} results ({passed} passed, {skipped} skipped): every numeric case of every "
+            f"op of {spec}, incl. the non-tiny sdpa shapes (L 113, 203, 512)")
+    return [row(f"attnconf run --only numeric [{spec}], after start-up", n / (end - header_at),
+                "cases/s", note=note),
+            row(f"attnconf run --only numeric [{spec}], whole process", n / (end - start),
+                "cases/s", note=f"{end - start:.2f} s wall")]
+
+
+def tiny_groups(profile_name: str = "quick") -> dict[str, int]:
+    """sdpa numeric scenario → number of cases, for scenarios whose every case is tiny."""
+    from conformance.ops import op_specs
+    from conformance.profiles import PROFILES
+    from conformance.runner import DEFAULT_SEED
+
+    by_group: dict[str, list] = {}
+    for case in op_specs()["sdpa"].cases(PROFILES[profile_name], DEFAULT_SEED):
+        by_group.setdefault(f"sdpa-{case.scenario}", []).append(case)
+    return {group: len(cases) for group, cases in by_group.items()
+            if all(c.shapes.len_q <= TINY_LEN and c.shapes.len_k <= TINY_LEN
+                   and c.shapes.dim <= TINY_DIM for c in cases)}
+
+
+def runner_tiny_row(spec: str, groups: dict[str, int]) -> dict:
+    """The tiny numeric scenarios through the numeric check, in this process, cache cold."""
+    import importlib
+
+    from conformance.adapters import resolve
+    from conformance.checks import CHECKS, RunContext
+    from conformance.profiles import PROFILES
+    from conformance.runner import DEFAULT_SEED, RunConfig, make_invoker
+
+    numeric = next(c for c in CHECKS if c.name == "numeric")
+    profile = PROFILES["quick"]
+    adapter = resolve(spec)
+    invoker = make_invoker(adapter, RunConfig(profile=profile))
+    # the module (conformance.checks exports a function of the same name)
+    importlib.import_module("conformance.checks.numeric")._EXPECTED_CACHE.clear()
+    start, n = time.perf_counter(), 0
+    for group in groups:
+        ctx = RunContext(adapter, invoker, profile, DEFAULT_SEED, group=group)
+        n += sum(1 for _ in numeric.run(ctx, "sdpa"))
+    seconds = time.perf_counter() - start
+    return row(f"runner API, tiny sdpa numeric [{spec}]", n / seconds, "cases/s",
+               note=f"{n} cases (Lq, Lk <= {TINY_LEN}, E <= {TINY_DIM}) in "
+                    f"{len(groups)} scenarios, {seconds:.2f} s")
+
+
+_PLUGIN_CONFTEST = """
+import json, time
+import pytest
+
+GROUPS = json.loads({groups!r})
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    keep = [i for i in items if getattr(i, "check", None) is not None
+            and i.check.name == "numeric" and i.group in GROUPS]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session):
+    start = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        seconds = time.perf_counter() - start
+        cases = sum(GROUPS[i.group] for i in session.items)
+        with open({out!r}, "w") as f:
+            json.dump({{"seconds": seconds, "items": len(session.items), "cases": cases}}, f)
+"""
+
+
+def plugin_rows(spec: str, groups: dict[str, int]) -> list[dict]:
+    """``pytest --attn-adapter SPEC --attn-profile quick`` in a fresh process, only the items of
+    the tiny numeric scenarios (a conftest deselects the rest and times the run loop)."""
+    with tempfile.TemporaryDirectory(prefix="attnconf-bench-") as tmp:
+        out = str(Path(tmp) / "timing.json")
+        conftest = _PLUGIN_CONFTEST.format(groups=json.dumps(groups), out=out)
+        (Path(tmp) / "conftest.py").write_text(textwrap.dedent(conftest))
+        wall, done = _wall([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            "--attn-adapter", spec, "--attn-profile", "quick"], cwd=tmp)
+        _checked(done, f"pytest --attn-adapter {spec}")
+        timing = json.loads(Path(out).read_text())
+    rate = timing["cases"] / timing["seconds"]
+    note = (f"{timing['cases']} cases in {timing['items']} items (the tiny numeric scenarios), "
+            f"{timing['seconds']:.2f} s in the run loop, {wall:.2f} s whole process")
+    return [row(f"pytest plugin, tiny numeric [{spec}]", rate, "cases/s", PLUGIN_TARGET,
+                note=note),
+            row(f"pytest plugin, tiny numeric [{spec}]", timing["items"] / timing["seconds"],
+                "items/s")]
+
+
+def hypothesis_child(spec: str) -> dict:
+    """(In a fresh process.) The 13 property checks of the quick profile, run twice; test cases
+    hypothesis executed (its statistics: every phase) and the wall time of each run."""
+    from hypothesis.statistics import collector
+
+    from conformance.adapters import resolve
+    from conformance.checks.property_bodies import PROPERTIES
+    from conformance.profiles import PROFILES
+    from conformance.results import FAILED
+    from conformance.runner import RunConfig, run
+
+    adapter = resolve(spec)
+    config = RunConfig(profile=PROFILES["quick"], only=tuple(p.name for p in PROPERTIES))
+    runs = []
+    for _ in range(2):
+        stats: list[dict] = []
+        start = time.perf_counter()
+        with collector.with_value(stats.append):
+            results, _ = run(adapter, config)
+        seconds = time.perf_counter() - start
+        cases = sum(len(phase["test-cases"]) for s in stats for key, phase in s.items()
+                    if key.endswith("-phase"))
+        runs.append({"seconds": seconds, "examples": cases, "checks": len(results),
+                     "failed": sum(r.status == FAILED for r in results)})
+    return {"runs": runs}
+
+
+def hypothesis_rows(spec: str) -> list[dict]:
+    """Hypothesis examples per second across the property checks (see hypothesis_child)."""
+    done = subprocess.run([sys.executable, __file__, "--child-hypothesis", spec], cwd=ROOT,
+                          capture_output=True, text=True)
+    _checked(done, f"hypothesis child [{spec}]")
+    cold, warm = json.loads(done.stdout.strip().splitlines()[-1])["runs"]
+    rows = []
+    for label, r in (("1st run, fresh process", cold), ("2nd run, same process", warm)):
+        rows.append(row(f"hypothesis examples [{spec}], {label}", r["examples"] / r["seconds"],
+                        "examples/s", HYPOTHESIS_TARGET,
+                        note=f"{r['examples']} examples in {r['checks']} property checks, "
+                             f"{r['seconds']:.2f} s, {r['failed']} failed"))
+    return rows
+
+
+def quick_rows() -> list[dict]:
+    """Wall time of ``attnconf run --adapter SPEC --profile quick`` for each CPU built-in."""
+    rows = []
+    for spec in CPU_ADAPTERS:
+        seconds, done = _wall([_command("attnconf"), "run", "--adapter", spec, "--profile",
+                               "quick"])
+        _checked(done, f"attnconf run --adapter {spec}")
+        counts = SUMMARY.findall(done.stdout)[-1]
+        rows.append(row(f"quick profile wall [{spec}]", seconds, "s", QUICK_TARGET,
+                        at_least=False, note=f"{'/'.join(counts)} passed/failed/skipped"))
+    return rows
+
+
+def isolation_row(spec: str = "torch") -> dict:
+    """Quick profile of ``spec`` with --isolate subprocess over in-process (one run each)."""
+    seconds = {}
+    for mode in ("inprocess", "subprocess"):
+        seconds[mode], done = _wall([_command("attnconf"), "run", "--adapter", spec,
+                                     "--profile", "quick", "--isolate", mode])
+        _checked(done, f"attnconf run --isolate {mode}")
+    ratio = seconds["subprocess"] / seconds["inprocess"]
+    return row(f"isolation overhead, quick [{spec}]", ratio, "x",
+               note=f"subprocess {seconds['subprocess']:.1f} s / in-process "
+                    f"{seconds['inprocess']:.1f} s (whole processes)")
+
+
+def matrix_row() -> dict:
+    """``attnconf matrix`` (both zoos, ci profile, 2 workers): wall time; it must pass."""
+    seconds, done = _wall([_command("attnconf"), "matrix"])
+    _checked(done, "attnconf matrix")
+    summary = next((line for line in done.stdout.splitlines() if "mutants caught" in line), "")
+    return row("detection matrix wall", seconds, "s", MATRIX_TARGET, at_least=False,
+               note=summary)
+
+
+def print_table(rows: list[dict]) -> None:
+    width = max(len(r["metric"]) for r in rows)
+    print(f"{'metric':{width}}  {'value':>10}  {'unit':10}  {'target':9}  met")
+    for r in rows:
+        print(f"{r['metric']:{width}}  {r['value']:10.3g}  {r['unit']:10}  {r['target']:9}  "
+              f"{r['met']}")
+    print("\nnotes:")
+    for r in rows:
+        if r["note"]:
+            print(f"  {r['metric']}: {r['note']}")
+    omp = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ}
+    print(f"  environment: {omp or 'no OMP_* variable set'}; {os.cpu_count()} CPUs")
+
+
+def main(argv: Sequence[str] | None = None, *, matrix: bool | None = None) -> list[dict]:
+    """Measure every row, print the table, return the rows.
+
+    ``argv`` may hold ``--no-matrix`` (other arguments are ignored: benchmarks/run.py passes
+    its own through); ``matrix=`` overrides it.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--no-matrix", action="store_true")
+    args, _ = parser.parse_known_args(list(argv or ()))
+    with_matrix = (not args.no_matrix) if matrix is None else matrix
+    rows = startup_rows()
+    groups = tiny_groups()
+    for spec in THROUGHPUT_ADAPTERS:
+        rows += cli_numeric_rows(spec)
+        rows.append(runner_tiny_row(spec, groups))
+        rows += plugin_rows(spec, groups)
+        rows += hypothesis_rows(spec)
+    rows += quick_rows()
+    rows.append(isolation_row())
+    if with_matrix:
+        rows.append(matrix_row())
+    print_table(rows)
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--child-hypothesis":
+        print(json.dumps(hypothesis_child(sys.argv[2])))
+    else:
+        main(sys.argv[1:])
