@@ -4,7 +4,9 @@ quick: one adapter in ≤ 30 s on a 2-core machine, in-process; ci:
 derandomized hypothesis with no example database (a verdict is reproducible)
 and the adapter in a worker process (``conformance.isolation``: a crash, hang
 or monkey-patch fails cases instead of the run); full: more examples and the
-longest sequences. ``--isolate`` overrides a profile's isolation.
+longest sequences (L = 4096 in every dtype, and one single-head L = 32768
+case in float32: where block boundaries, accumulation error and memory
+break kernels). ``--isolate`` overrides a profile's isolation.
 ``case_timeout`` is the per-call timeout of the largest case; smaller cases
 scale down to 10 s (``RunContext.timeout_for``); ``--timeout`` overrides.
 """
@@ -24,6 +26,7 @@ class Profile:
     derandomize: bool
     isolate: str
     case_timeout: float  # seconds for the largest case; smaller cases scale down
+    longest_length: int | None = None  # one single-head causal case this long (float32)
 
 
 PROFILES = {
@@ -31,6 +34,6 @@ PROFILES = {
                      True, "inprocess", 60.0),
     "ci": Profile("ci", ("float64", "float32", "float16", "bfloat16"), False, 1024, 20, True,
                   "subprocess", 120.0),
-    "full": Profile("full", ("float64", "float32", "float16", "bfloat16"), False, 2048, 100,
-                    False, "inprocess", 300.0),
+    "full": Profile("full", ("float64", "float32", "float16", "bfloat16"), False, 4096, 100,
+                    False, "inprocess", 300.0, longest_length=32768),
 }

@@ -65,3 +65,25 @@ def test_a_duplicate_id_fails_loudly():
     with pytest.raises(ValueError, match=re.escape(
             "duplicate case id 'sdpa-plain[b0-h1-q1-k1-e8-float64]' in the case matrix")):
         unique_cases([case, case])
+
+
+def _longest(profile: str) -> dict[str, int]:
+    """Longest sequence per sdpa dtype in the profile."""
+    cases = op_specs()["sdpa"].cases(PROFILES[profile], DEFAULT_SEED)
+    longest: dict[str, int] = {}
+    for case in cases:
+        length = max(case.shapes.len_q, case.shapes.len_k)
+        longest[case.dtype] = max(longest.get(case.dtype, 0), length)
+    return longest
+
+
+def test_long_sequences_belong_to_the_full_profile():
+    """full: L = 4096 in every dtype and one single-head L = 32768 case; quick and ci
+    stay short enough for their budgets."""
+    full = _longest("full")
+    assert all(length >= 4096 for length in full.values()) and full["float32"] == 32768
+    longest = [c for c in op_specs()["sdpa"].cases(PROFILES["full"], DEFAULT_SEED)
+               if c.shapes.len_q == 32768]
+    assert [(c.shapes.heads_q, c.option("is_causal")) for c in longest] == [
+        (1, True)]
+    assert max(_longest("quick").values()) <= 512 and max(_longest("ci").values()) <= 1024

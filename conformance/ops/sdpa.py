@@ -1,7 +1,7 @@
 """Op ``sdpa``: the case matrix, inputs, call and expected outputs.
 
 Scenarios × shapes × dtypes. Shapes include 1, 7, 113 and 203, Lq ≠ Lk both
-ways, Ev ≠ E, 0–2 batch dims, GQA and one long sequence. Every mask kind:
+ways, Ev ≠ E, 0–2 batch dims, GQA and long sequences (the profile's). Every mask kind:
 bool, float (in the query's dtype), broadcast, fully-masked rows, causal in
 both alignments, and the extension features (window, softcap, ALiBi, sinks).
 """
@@ -78,10 +78,20 @@ def long_shapes(length: int) -> AttentionShapes:
     return S((), 2, 2, length, length, 64, 64)
 
 
+def long_scenarios(profile: Profile) -> tuple[Scenario, ...]:
+    """The profile's long causal case, and its single-head longest one (float32 only: a
+    kernel that materialises Lq × Lk needs 4 GiB for it, not 8)."""
+    long = Scenario("long-causal", (long_shapes(profile.long_length),), {"is_causal": True},
+                    features=("causal",), core=True)
+    if profile.longest_length is None:
+        return (long,)
+    longest = S((), 1, 1, profile.longest_length, profile.longest_length, 64, 64)
+    return (long, Scenario("longest-causal-one-head", (longest,), {"is_causal": True},
+                           features=("causal",), core=True, dtypes=("float32",)))
+
+
 def build_cases(profile: Profile, run_seed: int) -> list[Case]:
-    scenarios = (*SCENARIOS,
-                 Scenario("long-causal", (long_shapes(profile.long_length),), {"is_causal": True},
-                          features=("causal",), core=True))
+    scenarios = (*SCENARIOS, *long_scenarios(profile))
     cases = []
     for scenario in scenarios:
         dtypes = profile.dtypes if (scenario.core or not profile.lowp_scenarios_only_core) else (
