@@ -14,7 +14,7 @@ table means the same on a fast or a slow machine:
 * one head, D=64, L=32768, float64, in a fresh process: time and the RSS
   high-water mark (VmHWM, reset just before the call) above the RSS the
   process held once its inputs were made (Linux: /proc/self);
-* a per-part breakdown of one 256 × 1024 float64 tile (ns per score), which
+* a per-part breakdown of one 256 × 1024 tile per dtype (ns per score), which
   says what bounds the blocked path when a time target is missed.
 """
 
@@ -155,10 +155,11 @@ def long_sequence_rows(length: int = LONG_LENGTH) -> list[dict]:
                 f"<= output {out_mib:.0f} + 64", extra <= out_mib + 64)]
 
 
-def tile_breakdown_rows(rows: int = 256, keys: int = 1024, head_dim: int = 64) -> list[dict]:
-    """ns per score of each step of one float64 tile of the blocked path, on one thread."""
+def tile_breakdown_rows(dtype: np.dtype, rows: int = 256, keys: int = 1024,
+                        head_dim: int = 64) -> list[dict]:
+    """ns per score of each step of one tile of the blocked path, on one thread."""
     rng = np.random.default_rng(0)
-    q, k, v = (rng.standard_normal((n, head_dim)) for n in (rows, keys, keys))
+    q, k, v = (rng.standard_normal((n, head_dim)).astype(dtype) for n in (rows, keys, keys))
     scores = q @ k.T
     row_max = scores.max(axis=-1)
     shifted = scores - row_max[:, None]
@@ -173,7 +174,8 @@ def tile_breakdown_rows(rows: int = 256, keys: int = 1024, head_dim: int = 64) -
     }
     per_score = 1e9 / (rows * keys)
     with threadpool_limits(limits=1, user_api="blas"):  # one worker's share of the machine
-        return [row(f"tile {rows}×{keys} {step}", best_seconds(fn, 5) * per_score, "ns/score")
+        return [row(f"tile {rows}×{keys} {np.dtype(dtype).name} {step}",
+                    best_seconds(fn, 5) * per_score, "ns/score")
                 for step, fn in steps.items()]
 
 
@@ -187,7 +189,8 @@ def main(long: bool = True) -> list[dict]:
             rows.extend(sdpa_rows(np.dtype(dtype), length, gemm))
     if long:
         rows.extend(long_sequence_rows())
-    rows.extend(tile_breakdown_rows())
+    for dtype in (np.float64, np.float32):
+        rows.extend(tile_breakdown_rows(np.dtype(dtype)))
     return rows
 
 
