@@ -163,7 +163,9 @@ def _work_item(p: _Problem, out: np.ndarray, lse: np.ndarray, index: tuple, head
     """Fill ``out[index][head, rows]`` and ``lse[index][head, rows]`` (disjoint per item)."""
     rows_out, rows_lse, empty = _attend_rows(p, index, head, rows)
     if empty.any() and p.fully_masked == "nan":
-        rows_out[empty], rows_lse[empty] = np.nan, np.nan
+        rows_lse[empty] = np.nan
+        if p.v.shape[-2]:  # with no key at all, out is an empty sum (0), as P V is in sdpa
+            rows_out[empty] = np.nan
     elif empty.any() and p.fully_masked == "uniform":
         rows_out[empty] = _uniform_rows(p, index, head, rows)[empty]
     out[index][head, rows] = rows_out

@@ -208,3 +208,25 @@ def test_inputs_are_not_modified() -> None:
     blocked_sdpa(*args, block_size=4, threads=2, **options)
     for before, after in itertools.zip_longest(copies, args):
         np.testing.assert_array_equal(before, after)
+
+
+EDGE_SHAPES = {  # (query shape, key/value shape)
+    "no-queries": ((2, 0, 8), (2, 5, 8)),
+    "no-keys": ((2, 3, 8), (2, 0, 8)),
+    "empty-batch": ((0, 2, 3, 8), (0, 2, 5, 8)),
+    "key-batch-broadcast": ((2, 2, 3, 8), (2, 5, 8)),
+    "both-broadcast": ((3, 2, 4, 8), (1, 2, 6, 8)),
+}
+
+
+@pytest.mark.parametrize("policy", ["zeros", "nan", "uniform"])
+@pytest.mark.parametrize("name", list(EDGE_SHAPES))
+def test_edge_shapes_match_the_plain_formula(name: str, policy: str) -> None:
+    rng = np.random.default_rng(11)
+    shape_q, shape_kv = EDGE_SHAPES[name]
+    q, k, v = (rng.standard_normal(s) for s in (shape_q, shape_kv, shape_kv))
+    expected, expected_lse = plain_sdpa(q, k, v, fully_masked=policy, return_lse=True)
+    got, got_lse = blocked_sdpa(q, k, v, fully_masked=policy, return_lse=True, block_size=2)
+    assert got.shape == expected.shape and got_lse.shape == expected_lse.shape
+    np.testing.assert_allclose(got, expected, rtol=RTOL64, atol=0, equal_nan=True)
+    np.testing.assert_allclose(got_lse, expected_lse, rtol=RTOL64, atol=0, equal_nan=True)
