@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -101,9 +102,24 @@ def _entry_point(name: str) -> Any | None:
     return None
 
 
+def passive_openmp() -> None:
+    """Idle OpenMP threads sleep instead of spinning: ``OMP_WAIT_POLICY=PASSIVE`` unless the
+    environment sets a policy. The thread count is left alone.
+
+    A run alternates tiny adapter calls with the harness's own NumPy work. With torch's
+    default (spinning) policy on a 2-core machine, each tiny torch call took ~5 ms instead of
+    ~0.1 ms and the torch property checks ran ~5x slower (benchmarks/bench_harness.py). The
+    OpenMP runtime reads the variable when it loads, so this runs before any adapter is
+    imported; where torch is already imported it changes nothing.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def load_object(spec: str) -> Any:
     """The object a spec names; AdapterLoadError (one line) when it cannot be had."""
     from conformance.builtin_adapters import BUILTINS
+
+    passive_openmp()
 
     where, _, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
     try:
