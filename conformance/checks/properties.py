@@ -8,6 +8,7 @@ Each property is a function ``(ctx, problem) -> None`` raising
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable
 from hypothesis.reporting import with_reporter
+from hypothesis.strategies import SearchStrategy
 
 from conformance.checks.base import RunContext, headline, result
 from conformance.frameworks import OutputTypeError, eps
@@ -109,10 +111,40 @@ def as_mask(visible: np.ndarray, kind: str, dtype) -> np.ndarray:
     return visible if kind == "bool" else np.where(visible, 0.0, -np.inf).astype(dtype)
 
 
+@functools.cache
+def problems(shapes: tuple[tuple[str, object], ...], dtype: str,
+             mask: str) -> SearchStrategy[AttentionProblem]:
+    """The strategy of a property's problems, built (and validated by hypothesis) once per
+    process rather than once per run of the property."""
+    return attention_problems(attention_shapes(**dict(shapes)), dtype=dtype, mask=mask)
+
+
+_DERANDOMIZED: dict[object, int] = {}
+
+
+def derandomized_seed(inner_test: Callable[..., None]) -> int | None:
+    """The seed ``derandomize=True`` gives ``inner_test``: hypothesis's digest of its source.
+
+    Hypothesis recomputes that digest (inspect.getsource + tokenize, ~1.4 ms) twice per
+    property run, and ``run_property``'s test has the same source for every property, so
+    it is computed once per process here and passed as an explicit seed, which draws the
+    same examples. Should hypothesis stop providing the digest, derandomize's own is used.
+    """
+    code = inner_test.__code__
+    if code not in _DERANDOMIZED:
+        try:
+            from hypothesis.internal.compat import int_from_bytes
+            from hypothesis.internal.reflection import function_digest
+        except ImportError:  # pragma: no cover - a hypothesis without them
+            return None
+        _DERANDOMIZED[code] = int_from_bytes(function_digest(inner_test))
+    return _DERANDOMIZED[code]
+
+
 def run_property(ctx: RunContext, prop: Property, body_mask: str) -> Result:
     failure: dict = {}
     dtype = property_dtype(ctx)
-    strategy = attention_problems(attention_shapes(**prop.shapes), dtype=dtype, mask=body_mask)
+    strategy = problems(tuple(sorted(prop.shapes.items())), dtype, body_mask)
 
     @settings(max_examples=ctx.profile.max_examples, derandomize=ctx.profile.derandomize,
               database=None, deadline=None, report_multiple_bugs=False, print_blob=False,
@@ -125,8 +157,9 @@ def run_property(ctx: RunContext, prop: Property, body_mask: str) -> Result:
             failure.update(problem=problem, message=str(exc))
             raise
 
-    if not ctx.profile.derandomize:
-        test = hypothesis_seed(ctx.seed)(test)
+    test = hypothesis_seed(ctx.seed if not ctx.profile.derandomize else
+                           derandomized_seed(test.hypothesis.inner_test))(test)
+    test._hypothesis_internal_database_key = None  # database=None: spares another digest
     case_id = f"hypothesis[{dtype}]"
     try:
         with with_reporter(lambda _: None):
