@@ -9,6 +9,7 @@ failing example is reproduced from four numbers.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -44,15 +45,22 @@ def _check_flag(name: str, value) -> None:
         raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
+@functools.cache
+def _value_dims(dim: int) -> st.SearchStrategy[int]:
+    return st.sampled_from((dim, max(1, dim // 2) + 1))
+
+
 @st.composite
-def _shapes(draw, max_batch_dims, max_heads, max_len, max_dim, min_len, gqa, equal_lengths):
-    batch = tuple(draw(st.lists(st.integers(1, 2), max_size=max_batch_dims)))
-    heads_kv = draw(st.integers(1, max_heads))
-    heads_q = heads_kv * (draw(st.integers(2, 3)) if gqa else 1)
-    len_q = draw(st.integers(min_len, max_len))
-    len_k = len_q if equal_lengths else draw(st.integers(min_len, max_len))
-    dim = draw(st.integers(1, max_dim))
-    dim_v = draw(st.sampled_from((dim, max(1, dim // 2) + 1)))
+def _shapes(draw, batches, heads, groups, lengths, dims, gqa, equal_lengths):
+    # the strategies are built once, by attention_shapes, not at every draw: the same
+    # draws (so the same examples) at a fraction of the cost
+    batch = tuple(draw(batches))
+    heads_kv = draw(heads)
+    heads_q = heads_kv * (draw(groups) if gqa else 1)
+    len_q = draw(lengths)
+    len_k = len_q if equal_lengths else draw(lengths)
+    dim = draw(dims)
+    dim_v = draw(_value_dims(dim))
     return AttentionShapes(batch, heads_q, heads_kv, len_q, len_k, dim, dim_v)
 
 
@@ -82,7 +90,9 @@ def attention_shapes(
     _check_int("max_dim", max_dim, 1, "the head dimension E is at least 1")
     _check_flag("gqa", gqa)
     _check_flag("equal_lengths", equal_lengths)
-    return _shapes(max_batch_dims, max_heads, max_len, max_dim, min_len, gqa, equal_lengths)
+    return _shapes(st.lists(st.integers(1, 2), max_size=max_batch_dims),
+                   st.integers(1, max_heads), st.integers(2, 3), st.integers(min_len, max_len),
+                   st.integers(1, max_dim), gqa, equal_lengths)
 
 
 def attention_problems(
