@@ -19,6 +19,9 @@ One table (metric, value, unit, target, met), every number measured in this run:
   those checks: the first run in a fresh process (it pays hypothesis's one-time
   scan of local modules for constants) and a second run in the same process
   (best of 3 processes);
+* the runner-API tiny torch row again, in a fresh process, with one busy process
+  alongside (2 cores: a loaded CI box), OpenMP waits as the kit sets them (passive)
+  and spinning (torch's default before);
 * wall time of the whole quick profile per CPU built-in adapter (CLI);
 * the isolation overhead (quick profile, torch, subprocess / in-process, CLI);
 * the detection matrix (``attnconf matrix``: mutant zoo + correct zoo, ci profile,
@@ -285,6 +288,31 @@ def hypothesis_rows(spec: str, rounds: int = 3) -> list[dict]:
     return rows
 
 
+def contention_rows(spec: str = "torch") -> list[dict]:
+    """The runner-API tiny row of ``spec`` in a fresh process while one busy process (this
+    benchmark's own ``while True: pass``) holds a core: as the kit runs it (OMP_WAIT_POLICY
+    unset, so loading the adapter makes it PASSIVE) and with spinning OpenMP workers
+    (OMP_WAIT_POLICY=ACTIVE, what torch did before)."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    rows = []
+    try:
+        time.sleep(0.5)
+        for label, policy in (("OMP_WAIT_POLICY unset", None),
+                              ("OMP_WAIT_POLICY=ACTIVE", "ACTIVE")):
+            env = {k: v for k, v in START_ENV.items() if k != "OMP_WAIT_POLICY"}
+            env.update({"OMP_WAIT_POLICY": policy} if policy else {})
+            done = subprocess.run([sys.executable, __file__, "--child-tiny", spec], cwd=ROOT,
+                                  env=env, capture_output=True, text=True)
+            _checked(done, f"tiny child [{spec}]")
+            found = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(row(f"runner API, tiny sdpa numeric [{spec}], 1 busy process, "
+                            f"{label}", found["value"], "cases/s", note=found["note"]))
+    finally:
+        hog.kill()
+        hog.wait()
+    return rows
+
+
 def quick_rows() -> list[dict]:
     """Wall time of ``attnconf run --adapter SPEC --profile quick`` for each CPU built-in."""
     rows = []
@@ -351,6 +379,7 @@ def main(argv: Sequence[str] | None = None, *, matrix: bool | None = None) -> li
         rows.append(runner_tiny_row(spec, groups))
         rows += plugin_rows(spec, groups)
         rows += hypothesis_rows(spec)
+    rows += contention_rows()
     rows += quick_rows()
     rows.append(isolation_row())
     if with_matrix:
@@ -362,5 +391,7 @@ def main(argv: Sequence[str] | None = None, *, matrix: bool | None = None) -> li
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child-hypothesis":
         print(json.dumps(hypothesis_child(sys.argv[2])))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--child-tiny":
+        print(json.dumps(runner_tiny_row(sys.argv[2], tiny_groups())))
     else:
         main(sys.argv[1:])
