@@ -17,8 +17,8 @@ One table (metric, value, unit, target, met), every number measured in this run:
 * hypothesis: test cases hypothesis executed (its own statistics) in the 13
   property checks of a whole quick-profile run (runner API), per second spent in
   those checks: the first run in a fresh process (it pays hypothesis's one-time
-  scan of local modules for constants) and a second run in the same process
-  (best of 3 processes);
+  scan of local modules for constants), a second run in the same process, and a
+  ci-profile run in-process (20 examples per property, not 8) (best of 3 processes);
 * the runner-API tiny torch row again, in a fresh process, with one busy process
   alongside (2 cores: a loaded CI box), OpenMP waits as the kit sets them (passive)
   and spinning (torch's default before);
@@ -60,14 +60,14 @@ STARTUP_TARGET, QUICK_TARGET, MATRIX_TARGET = 3.0, 30.0, 600.0  # seconds, at mo
 
 def row(metric: str, value: float, unit: str, target: float | None = None,
         at_least: bool = True, note: str = "") -> dict:
-    """One table row; ``met`` is yes/no against the target, "-" where there is none."""
+    """One table row (benchmarks/run.py's format); ``met`` is None where there is no target."""
     if target is None:
-        shown, met = "-", "-"
+        shown, met = "", None
     else:
         shown = f"{'>=' if at_least else '<='} {target:g}"
-        met = "yes" if (value >= target if at_least else value <= target) else "no"
-    return {"metric": metric, "value": value, "unit": unit, "target": shown, "met": met,
-            "note": note}
+        met = bool(value >= target if at_least else value <= target)
+    return {"section": "harness", "metric": metric, "value": value, "unit": unit,
+            "target": shown, "met": met, "note": note}
 
 
 def _command(name: str) -> str:
@@ -233,9 +233,11 @@ def plugin_rows(spec: str, groups: dict[str, int], rounds: int = 3) -> list[dict
 
 
 def hypothesis_child(spec: str) -> dict:
-    """(In a fresh process.) Two whole quick-profile runs of ``spec`` through the runner API;
-    for each, the test cases hypothesis executed (its own statistics, every phase) and the
-    time spent in the property checks: from the last result before them to their last."""
+    """(In a fresh process.) Two whole quick-profile runs of ``spec`` through the runner API,
+    then one ci-profile run in-process (20 examples per property instead of 8, so hypothesis's
+    per-property set-up weighs less); for each, the test cases hypothesis executed (its own
+    statistics, every phase) and the time spent in the property checks: from the last result
+    before them to their last."""
     from hypothesis.statistics import collector
 
     from conformance.adapters import resolve
@@ -247,7 +249,8 @@ def hypothesis_child(spec: str) -> dict:
     names = {p.name for p in PROPERTIES}
     adapter = resolve(spec)
     runs = []
-    for _ in range(2):
+    for config in (RunConfig(profile=PROFILES["quick"]), RunConfig(profile=PROFILES["quick"]),
+                   RunConfig(profile=PROFILES["ci"], isolate="inprocess")):
         stats: list[dict] = []
         stamps: list[tuple[str, float]] = []
 
@@ -255,7 +258,7 @@ def hypothesis_child(spec: str) -> dict:
             stamps.append((r.check, time.perf_counter()))
 
         with collector.with_value(stats.append):
-            results, _ = run(adapter, RunConfig(profile=PROFILES["quick"]), stamp)
+            results, _ = run(adapter, config, stamp)
         first = next(i for i, (check, _) in enumerate(stamps) if check in names)
         last = max(i for i, (check, _) in enumerate(stamps) if check in names)
         cases = sum(len(phase["test-cases"]) for s in stats for key, phase in s.items()
@@ -278,12 +281,13 @@ def hypothesis_rows(spec: str, rounds: int = 3) -> list[dict]:
         best = runs if best is None else [min(pair, key=lambda r: r["seconds"])
                                           for pair in zip(best, runs, strict=True)]
     rows = []
-    for label, r in zip(("1st run in a fresh process", "2nd run, same process"), best,
-                        strict=True):
+    labels = ("quick, 1st run in a fresh process", "quick, 2nd run, same process",
+              "ci in-process, 3rd run")
+    for label, r in zip(labels, best, strict=True):
         rows.append(row(f"hypothesis examples [{spec}], {label}", r["examples"] / r["seconds"],
                         "examples/s", HYPOTHESIS_TARGET,
                         note=f"{r['examples']} examples in the {r['checks']} property checks of "
-                             f"a whole quick run, {r['seconds']:.3f} s in them, {r['failed']} "
+                             f"a whole run, {r['seconds']:.3f} s in them, {r['failed']} "
                              f"failed; best of {rounds} processes"))
     return rows
 
@@ -348,22 +352,8 @@ def matrix_row() -> dict:
                note=summary)
 
 
-def print_table(rows: list[dict]) -> None:
-    width = max(len(r["metric"]) for r in rows)
-    print(f"{'metric':{width}}  {'value':>10}  {'unit':10}  {'target':9}  met")
-    for r in rows:
-        print(f"{r['metric']:{width}}  {r['value']:10.3g}  {r['unit']:10}  {r['target']:9}  "
-              f"{r['met']}")
-    print("\nnotes:")
-    for r in rows:
-        if r["note"]:
-            print(f"  {r['metric']}: {r['note']}")
-    omp = {k: START_ENV[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in START_ENV}
-    print(f"  environment at start: {omp or 'no OMP_* variable set'}; {os.cpu_count()} CPUs")
-
-
 def main(argv: Sequence[str] | None = None, *, matrix: bool | None = None) -> list[dict]:
-    """Measure every row, print the table, return the rows.
+    """Measure every row and return them (benchmarks/run.py prints the table).
 
     ``argv`` may hold ``--no-matrix`` (other arguments are ignored: benchmarks/run.py passes
     its own through); ``matrix=`` overrides it.
@@ -384,7 +374,6 @@ def main(argv: Sequence[str] | None = None, *, matrix: bool | None = None) -> li
     rows.append(isolation_row())
     if with_matrix:
         rows.append(matrix_row())
-    print_table(rows)
     return rows
 
 
@@ -394,4 +383,6 @@ if __name__ == "__main__":
     elif len(sys.argv) == 3 and sys.argv[1] == "--child-tiny":
         print(json.dumps(runner_tiny_row(sys.argv[2], tiny_groups())))
     else:
-        main(sys.argv[1:])
+        from run import print_table
+
+        print_table(main(sys.argv[1:]))

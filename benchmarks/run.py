@@ -53,7 +53,9 @@ def machine_header() -> list[str]:
         torch_threads = f"torch {torch.get_num_threads()} threads"
     except ImportError:
         torch_threads = "torch absent"
+    omp = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ}
     return [f"machine: {cpu}, {os.cpu_count()} cores, python {platform.python_version()}",
+            f"environment at start: {omp or 'no OMP_* variable set'}",
             f"numpy BLAS: {blas.get('name')} {blas.get('version')}",
             "thread pools: " + "; ".join(pools),
             f"threads: reference.blocked_sdpa {default_threads()} workers "
@@ -68,7 +70,7 @@ def _format(value) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    """One table: section, metric, value, unit, target, met."""
+    """One table (section, metric, value, unit, target, met), then the rows' notes."""
     cells = [[r["section"], r["metric"], _format(r["value"]), r["unit"], r.get("target") or "",
               {True: "yes", False: "NO", None: ""}[r.get("met")]] for r in rows]
     head = ["section", "metric", "value", "unit", "target", "met"]
@@ -76,6 +78,9 @@ def print_table(rows: list[dict]) -> None:
     for line in [head, ["-" * w for w in widths], *cells]:
         print("  ".join(c.rjust(w) if i == 2 else c.ljust(w)
                         for i, (c, w) in enumerate(zip(line, widths, strict=True))).rstrip())
+    notes = [f"  {r['metric']}: {r['note']}" for r in rows if r.get("note")]
+    if notes:
+        print("\nnotes:", *notes, sep="\n")
 
 
 def main(argv: list[str]) -> list[dict]:
@@ -88,7 +93,7 @@ def main(argv: list[str]) -> list[dict]:
     print(flush=True)
     rows = bench_reference.main(long="--no-long" not in argv)
     rows += bench_blocked.main()
-    rows += bench_harness.main(matrix="--no-matrix" not in argv)
+    rows += bench_harness.main(argv)
     print_table(rows)
     if "--json" in argv:
         Path(argv[argv.index("--json") + 1]).write_text(json.dumps(rows, indent=1))
