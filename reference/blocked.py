@@ -88,11 +88,17 @@ class _Problem:
     key_block: int
 
 
-def _visible_key_range(p: _Problem, qpos: np.ndarray, lk: int) -> tuple[int, int]:
-    """[lo, hi): the only keys the causal/window band lets these (sorted) queries see."""
+def _band_edges(p: _Problem) -> tuple[int | None, int | None]:
+    """(left, right) of the band causal and window leave: i' − left ≤ j ≤ i' + right."""
     left, right = (None, None) if p.window is None else p.window
     if p.is_causal:
         right = 0 if right is None else min(right, 0)
+    return left, right
+
+
+def _visible_key_range(p: _Problem, qpos: np.ndarray, lk: int) -> tuple[int, int]:
+    """[lo, hi): the only keys the causal/window band lets these (sorted) queries see."""
+    left, right = _band_edges(p)
     lo = 0 if left is None or not len(qpos) else max(0, qpos[0] - left)
     hi = lk if right is None or not len(qpos) else min(lk, qpos[-1] + right + 1)
     return int(lo), int(max(lo, hi))
@@ -100,9 +106,7 @@ def _visible_key_range(p: _Problem, qpos: np.ndarray, lk: int) -> tuple[int, int
 
 def _band_covers(p: _Problem, qpos: np.ndarray, k0: int, k1: int) -> bool:
     """True when every query of the block sees every key in [k0, k1) by the band."""
-    left, right = (None, None) if p.window is None else p.window
-    if p.is_causal:
-        right = 0 if right is None else min(right, 0)
+    left, right = _band_edges(p)
     inside_left = left is None or k0 >= qpos[-1] - left
     inside_right = right is None or k1 - 1 <= qpos[0] + right
     return inside_left and inside_right
