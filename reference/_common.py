@@ -130,8 +130,9 @@ def attention_logits(
     if window is not None:
         visible = visible & band(qpos, kpos, *window)
     if slopes is not None:
-        bias = bias - slopes * np.abs(qpos[:, None] - kpos[None, :])
-    if bias.ndim or bias:
+        distance_bias = -slopes * np.abs(qpos[:, None] - kpos[None, :])
+        bias = distance_bias if bias is None else bias + distance_bias
+    if bias is not None:
         scores = rounded(scores + bias, store, acc)
     return scores, visible
 
@@ -207,12 +208,21 @@ def check_mask(attn_mask, scores_shape: tuple[int, ...]) -> np.ndarray | None:
     return mask
 
 
-def mask_terms(mask: np.ndarray | None, acc: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(visible, bias) of a checked mask: bool → visibility; float → bias, -inf hides."""
+def check_fully_masked(policy: str) -> None:
+    """A ValueError naming the policies unless ``policy`` is one of them."""
+    if policy not in FULLY_MASKED_POLICIES:
+        raise ValueError(f"fully_masked must be one of {FULLY_MASKED_POLICIES}, got {policy!r}")
+
+
+def mask_terms(mask: np.ndarray | None, acc: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
+    """(visible, bias) of a checked mask: bool → visibility; float → bias, -inf hides.
+
+    bias is None when there is none to add.
+    """
     if mask is None:
-        return np.ones((), dtype=bool), np.zeros((), dtype=acc)
+        return np.ones((), dtype=bool), None
     if mask.dtype == np.bool_:
-        return mask, np.zeros((), dtype=acc)
+        return mask, None
     bias = mask.astype(acc)
     hidden = np.isneginf(bias)
     return ~hidden, np.where(hidden, 0.0, bias).astype(acc)
@@ -243,10 +253,7 @@ def masked_softmax(
     m = max(max_visible s, sink). Returns (weights, lse) with
     lse = m + log(denominator). ``sinks`` broadcasts against ``scores[..., 0]``.
     """
-    if fully_masked not in FULLY_MASKED_POLICIES:
-        raise ValueError(
-            f"fully_masked must be one of {FULLY_MASKED_POLICIES}, got {fully_masked!r}"
-        )
+    check_fully_masked(fully_masked)
     hidden = np.where(visible, scores, -np.inf)
     row_max = hidden.max(axis=-1, initial=-np.inf)  # Lk = 0: every row is empty
     if sinks is not None:

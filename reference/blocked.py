@@ -38,11 +38,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from reference._common import (
-    FULLY_MASKED_POLICIES,
     aligned_query_positions,
     attention_logits,
     check_attention_shapes,
     check_float_array,
+    check_fully_masked,
     check_mask,
     check_sdpa_options,
     rounded,
@@ -153,12 +153,13 @@ def _attend_rows(p: _Problem, index: tuple, head: int, rows: slice):
     return out / np.where(empty, 1.0, denom)[:, None], lse.astype(acc_dt), empty
 
 
-def _uniform_rows(p: _Problem, index: tuple, head: int, rows: slice) -> np.ndarray:
-    """Output of rows whose weights are 1/Lk over every key (the ``uniform`` policy)."""
+def _uniform_rows(p: _Problem, index: tuple, head: int, rows: slice,
+                  empty: np.ndarray) -> np.ndarray:
+    """Output of the ``empty`` rows under the ``uniform`` policy: weights 1/Lk on every key."""
     v = p.v[index][head // p.group]
-    weights = np.full((p.qpos[rows].shape[0], v.shape[0]), 1.0 / max(v.shape[0], 1), p.acc)
+    weights = np.full((int(empty.sum()), v.shape[0]), 1.0 / max(v.shape[0], 1), p.acc)
     if p.keep is not None:
-        weights = weights * p.keep[index][head, rows] * p.dropout_scale
+        weights = weights * p.keep[index][head, rows][empty] * p.dropout_scale
     return weights @ v
 
 
@@ -171,7 +172,7 @@ def _work_item(p: _Problem, out: np.ndarray, lse: np.ndarray, index: tuple, head
         if p.v.shape[-2]:  # with no key at all, out is an empty sum (0), as P V is in sdpa
             rows_out[empty] = np.nan
     elif empty.any() and p.fully_masked == "uniform":
-        rows_out[empty] = _uniform_rows(p, index, head, rows)[empty]
+        rows_out[empty] = _uniform_rows(p, index, head, rows, empty)
     out[index][head, rows] = rows_out
     lse[index][head, rows] = rows_lse
 
@@ -212,10 +213,7 @@ def blocked_sdpa(
                        ("threads", threads)):
         if size is not None and not (isinstance(size, int) and size >= 1):
             raise ValueError(f"{name} must be a positive int, got {size!r}")
-    if fully_masked not in FULLY_MASKED_POLICIES:
-        raise ValueError(
-            f"fully_masked must be one of {FULLY_MASKED_POLICIES}, got {fully_masked!r}"
-        )
+    check_fully_masked(fully_masked)
     (hq, lq, e), (hk, lk) = query.shape[-3:], key.shape[-3:-1]
     batch = np.broadcast_shapes(query.shape[:-3], key.shape[:-3])
     scores_shape = (*batch, hq, lq, lk)
