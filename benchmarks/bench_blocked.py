@@ -9,32 +9,14 @@ bytes, not seconds; times are the best of a few, reported only as a ratio.
 from __future__ import annotations
 
 import importlib
-import time
-import tracemalloc
+from functools import partial
 
 import numpy as np
+from bench_reference import best_seconds, traced_peak_mib
 
 from reference import blocked_sdpa
 
 sdpa_module = importlib.import_module("reference.sdpa")
-
-
-def peak_bytes(fn, *args, **kwargs) -> int:
-    tracemalloc.start()
-    try:
-        fn(*args, **kwargs)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
-def best_seconds(fn, *args, repeats: int = 3, **kwargs) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args, **kwargs)
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def plain_sdpa(*args, **kwargs):
@@ -52,15 +34,14 @@ def main(lengths=(512, 1024, 2048, 4096), block: int = 128) -> list[dict]:
     rows = []
     for length in lengths:
         q, k, v = (rng.standard_normal((1, length, 64)) for _ in range(3))
-        plain = peak_bytes(plain_sdpa, q, k, v, is_causal=True)
-        blocked = peak_bytes(blocked_sdpa, q, k, v, is_causal=True, block_size=block)
-        t_plain = best_seconds(plain_sdpa, q, k, v, is_causal=True)
-        t_blocked = best_seconds(blocked_sdpa, q, k, v, is_causal=True, block_size=block)
+        run_plain = partial(plain_sdpa, q, k, v, is_causal=True)
+        run_blocked = partial(blocked_sdpa, q, k, v, is_causal=True, block_size=block)
+        plain, blocked = traced_peak_mib(run_plain), traced_peak_mib(run_blocked)
+        t_plain, t_blocked = best_seconds(run_plain, 3), best_seconds(run_blocked, 3)
         name = f"causal H=1 L={length}"
         rows += [
-            {"metric": f"{name} plain peak", "value": plain / 2**20, "unit": "MiB"},
-            {"metric": f"{name} blocked (block {block}) peak", "value": blocked / 2**20,
-             "unit": "MiB"},
+            {"metric": f"{name} plain peak", "value": plain, "unit": "MiB"},
+            {"metric": f"{name} blocked (block {block}) peak", "value": blocked, "unit": "MiB"},
             {"metric": f"{name} plain / blocked peak", "value": plain / blocked, "unit": "×"},
             {"metric": f"{name} blocked / plain time", "value": t_blocked / t_plain, "unit": "×"},
         ]
