@@ -23,38 +23,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 PACKAGES = ("numpy", "torch", "hypothesis", "pytest", "threadpoolctl", "attention-conformance")
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what platform reports."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith("model name")), platform.processor())
+
+
 def machine_header() -> list[str]:
     """Cores, BLAS, detected core type, thread counts and package versions."""
     import numpy as np
     from threadpoolctl import threadpool_info
 
-    try:  # loaded first, so its thread pools are listed too
+    try:  # loaded before threadpool_info, so its thread pools are listed too
         import torch
     except ImportError:
-        pass
+        torch = None
 
     from reference.blocked import default_threads
 
     blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
     pools = [f"{p['internal_api']} {p.get('version') or ''} ({p.get('architecture') or '?'}): "
              f"{p['num_threads']} threads" for p in threadpool_info()]
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor()) \
-        if os.path.exists("/proc/cpuinfo") else platform.processor()
     versions = []
     for name in PACKAGES:
         try:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{name} absent")
-    try:
-        import torch
-
-        torch_threads = f"torch {torch.get_num_threads()} threads"
-    except ImportError:
-        torch_threads = "torch absent"
+    torch_threads = f"torch {torch.get_num_threads()} threads" if torch else "torch absent"
     omp = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ}
-    return [f"machine: {cpu}, {os.cpu_count()} cores, python {platform.python_version()}",
+    return [f"machine: {_cpu_name()}, {os.cpu_count()} cores, python {platform.python_version()}",
             f"environment at start: {omp or 'no OMP_* variable set'}",
             f"numpy BLAS: {blas.get('name')} {blas.get('version')}",
             "thread pools: " + "; ".join(pools),
