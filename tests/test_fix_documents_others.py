@@ -183,7 +183,10 @@ def test_004_head_split_merge_and_shapes(fixtures):
     assert heads.shape == (12, *a["Q0_shape"].tolist())
     z = sdpa(heads, *(np.array(np.split(a[f"standin_{n}"], 12, axis=1)) for n in "KV"))
     np.testing.assert_allclose(z, a["standin_Z_correct"], rtol=1e-12)
-    np.testing.assert_array_equal(a["standin_merged"], z.transpose(1, 0, 2).reshape(40, 144))
+    # merging is a rearrangement of the stored output, exact on any machine; z itself is
+    # BLAS-computed here, so it is held to the tolerance above, never bit for bit
+    merged = a["standin_Z_correct"].transpose(1, 0, 2).reshape(40, 144)
+    np.testing.assert_array_equal(a["standin_merged"], merged)
     assert a["standin_merged"].shape == tuple(a["X_shape"])
     assert a["standin_ff_out"].shape == tuple(a["X_shape"])
     assert a["standin_rel_notebook"].shape == tuple(a["rel_out_shape"])
