@@ -3,7 +3,8 @@
 The message (tested word for word in tests/test_harness_messages.py) reads,
 after the check's own headline (``<op> / <check>: <case id> (seed …; flags)``):
 
-    tolerance: <bound, with k and atol and where each came from>
+    tolerance: <bound: max(k·lowp + atol, conditioning), which term dominates, and where
+               k, atol and the conditioning term came from>
     Mismatched elements: k / n (p%)
     first mismatches (index: actual, expected, abs err, rel err):
       (i, j, …): a, e, abs, rel      (a and e in 6 digits, or as many as tell them apart)
@@ -89,7 +90,8 @@ def compare(
     bound: Bound,
     ignore: np.ndarray | None = None,
 ) -> Comparison:
-    """Pass when non-finite positions agree and max|actual − expected| ≤ bound.
+    """Pass when non-finite positions agree and max|actual − expected| ≤ bound (written
+    ``not err <= bound``, so a NaN error or a NaN bound fails).
 
     ``ignore`` (broadcastable bool) marks elements whose value is not specified
     (e.g. fully-masked rows under ``fully_masked="any"``).
@@ -103,7 +105,7 @@ def compare(
         abs_err = np.where(both_finite, np.abs(a - e), np.inf)
         abs_err = np.where(same_nonfinite | ~considered, 0.0, abs_err)
         rel_err = np.where(abs_err == 0, 0.0, abs_err / np.where(np.isfinite(e), np.abs(e), 1.0))
-    bad = abs_err > bound.value
+    bad = ~(abs_err <= bound.value)  # a NaN or negative bound fails every element
     max_abs = float(abs_err.max()) if abs_err.size else 0.0
     if not bad.any():
         return Comparison(True, max_abs, ())

@@ -30,9 +30,10 @@ def test_constructed_mismatch_message_word_for_word():
     assert not verdict.ok
     assert verdict.max_abs_err == np.inf  # a NaN where 1 is expected is unboundedly wrong
     assert verdict.lines == (
-        "tolerance: max|cand − ref64| ≤ k·max|ref_lowp − ref64| + atol = 2·1e-06 + 1.91e-06 = "
-        "3.91e-06 (k = 2, the default; atol = 8 eps(float32) × max(1, max|ref64|) = "
-        "8·1.19e-07·2, from the tolerance table)",
+        "tolerance: max|cand − ref64| ≤ max(k·max|ref_lowp − ref64| + atol, conditioning) = "
+        "max(2·1e-06 + 1.91e-06, 0) = 3.91e-06, the same-dtype term dominates (k = 2, the "
+        "default; atol = 8 eps(float32) × max(1, max|ref64|) = 8·1.19e-07·2, from the "
+        "tolerance table; conditioning not computed for this output)",
         "Mismatched elements: 3 / 6 (50%)",
         "first mismatches (index: actual, expected, abs err, rel err):",
         "  (0, 1): -1.2, -1.25, 0.05, 0.04",
@@ -52,9 +53,10 @@ def test_first_mismatches_are_five_and_values_get_the_digits_that_tell_them_apar
     bound = Bound(value=1e-12, k=2.0, lowp_err=0.0, atol=1e-12, source="k = 2, the default; "
                   "atol = 1e-12, set for this run (--atol)")
     lines = compare(actual, expected, bound).lines
-    assert lines[0] == ("tolerance: max|cand − ref64| ≤ k·max|ref_lowp − ref64| + atol = "
-                        "2·0 + 1e-12 = 1e-12 (k = 2, the default; atol = 1e-12, set for this "
-                        "run (--atol))")
+    assert lines[0] == ("tolerance: max|cand − ref64| ≤ max(k·max|ref_lowp − ref64| + atol, "
+                        "conditioning) = max(2·0 + 1e-12, 0) = 1e-12, the same-dtype term "
+                        "dominates (k = 2, the default; atol = 1e-12, set for this run (--atol); "
+                        "conditioning not computed for this output)")
     assert lines[1] == "Mismatched elements: 12 / 12 (100%)"
     shown = lines[3:8]
     assert shown[0] == "  (0, 0): 1.000000001, 1, 1e-09, 1e-09"
@@ -113,10 +115,14 @@ def test_a_failure_through_the_cli_has_headline_body_and_repro(tmp_path):
     # op, check, case id, seed and flags; then compare's lines; then the repro command
     assert re.fullmatch(re.escape(f"sdpa / numeric: {CASE} (seed ") + r"\d+" +
                         re.escape("; input_scale=40.0, mask='none') — output"), lines[0])
-    assert re.fullmatch(re.escape("tolerance: max|cand − ref64| ≤ k·max|ref_lowp − ref64| + "
-                                  "atol = 2·0 + ") + r"(\S+) = \1" + re.escape(
-        " (k = 2, the default; atol = 512 eps(float64) × max(1, max|ref64|) = 512·2.22e-16·")
-        + r"\S+" + re.escape(", from the tolerance table)"), lines[1])
+    assert re.fullmatch(re.escape("tolerance: max|cand − ref64| ≤ max(k·max|ref_lowp − ref64| + "
+                                  "atol, conditioning) = max(2·0 + ") + r"(\S+), \S+\) = \1"
+                        + re.escape(", the same-dtype term dominates (k = 2, the default; atol = "
+                                    "512 eps(float64) × max(1, max|ref64|) = 512·2.22e-16·")
+                        + r"\S+" + re.escape(", from the tolerance table; conditioning = ")
+                        + r"\S+ \(logits\) \+ \S+ \(dot product\) \+ \S+ \(weights\), "
+                        r"mostly (logits|dot product|weights), for M = \S+, Q = \S+, "
+                        r"σ = \S+, V = \S+, E = 16, Lk = 7 in float64\)", lines[1])
     assert lines[2] == "Mismatched elements: 448 / 448 (100%)"
     assert lines[3] == "first mismatches (index: actual, expected, abs err, rel err):"
     assert all(re.fullmatch(r"  \(0, 0, 0, \d\): \S+, \S+, \S+, \S+", x) for x in lines[4:9])

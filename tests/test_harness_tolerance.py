@@ -82,9 +82,11 @@ def test_k_and_atol_overrides_appear_in_the_message_and_the_repro(tmp_path):
                                       "--k", "3", "--atol", "1e-09")
     assert code == 1
     tolerance = result["message"].splitlines()[1]
-    assert tolerance == ("tolerance: max|cand − ref64| ≤ k·max|ref_lowp − ref64| + atol = "
-                         "3·0 + 1e-09 = 1e-09 (k = 3, set for this run (--k); atol = 1e-09, "
-                         "set for this run (--atol))")
+    assert tolerance.startswith(
+        "tolerance: max|cand − ref64| ≤ max(k·max|ref_lowp − ref64| + atol, conditioning) = "
+        "max(3·0 + 1e-09, ")
+    assert (") = 1e-09, the same-dtype term dominates (k = 3, set for this run (--k); atol = "
+            "1e-09, set for this run (--atol); conditioning = ") in tolerance
     assert result["bound"] == 1e-09
     assert result["repro"].endswith(f"--only numeric --case '{CASE}' --k 3.0 --atol 1e-09")
 
@@ -93,3 +95,40 @@ def test_a_looser_atol_is_applied(tmp_path):
     code, [result] = _numeric_results(tmp_path, "float32_inside", "--case", CASE,
                                       "--atol", "1e-6")
     assert code == 0 and result["status"] == "passed" and result["bound"] == 1e-6
+
+
+@pytest.mark.parametrize("k, atol", [(float("nan"), None), (2.0, float("nan")), (-1.0, None),
+                                     (2.0, -1.0)])
+def test_a_nan_or_negative_k_or_atol_never_passes(k, atol):
+    from conformance.compare import compare
+
+    ref = np.array([0.25, -0.5, 1.5])
+    bound = bound_for("sdpa", "float32", ref, ref + 1e-7, Tolerance(k=k, atol=atol))
+    assert np.isnan(bound.value)
+    assert not compare(ref.copy(), ref, bound).ok  # even an exact answer fails a NaN bound
+
+
+def test_a_nan_error_fails_and_the_side_tables_live_in_the_one_table():
+    from conformance.compare import compare
+    from conformance.tolerance import CONVEX_HULL_UNITS, PROBE_RTOL, PROPERTY_UNITS
+
+    ref = np.array([0.25, -0.5])
+    assert not compare(np.array([0.25, np.nan]), ref, bound_for(
+        "sdpa", "float64", ref, ref, Tolerance())).ok
+    assert set(PROPERTY_UNITS) == set(DTYPES) and CONVEX_HULL_UNITS > 0 and 0 < PROBE_RTOL < 1
+
+
+def test_the_conditioning_term_covers_logits_rounded_at_their_magnitude():
+    from conformance.tolerance import Conditioning, conditioning_terms
+
+    ref = np.array([0.25, -0.5, 1.5])
+    far = Conditioning(logit_magnitude=1e5, dot_magnitude=8.0, value_spread=1.0,
+                       value_magnitude=3.0, dim=16, keys=7)
+    bound = bound_for("sdpa", "float64", ref, ref, Tolerance(), far)
+    # two float64 roundings of a logit near 1e5 differ by up to one ulp = 2^-36 ≈ 1.46e-11
+    assert conditioning_terms("float64", far)["logits"] == pytest.approx(2 * 2.0 ** -36)
+    assert bound.value == bound.conditioning > bound.same_dtype
+    assert bound.dominant() == "the conditioning term dominates"
+    near = Conditioning(logit_magnitude=3.0, dot_magnitude=8.0, value_spread=1.0,
+                        value_magnitude=3.0, dim=16, keys=7)
+    assert bound_for("sdpa", "float64", ref, ref, Tolerance(), near).value == bound.same_dtype

@@ -15,6 +15,7 @@ import numpy as np
 from conformance.cases import Case
 from conformance.checks.base import RunContext, guarded_call, headline, result
 from conformance.compare import check_contract, compare
+from conformance.empty_rows import explain, explanation_origin
 from conformance.frameworks import OutputTypeError
 from conformance.ops import Unsupported, op_specs
 from conformance.profiles import Profile
@@ -83,12 +84,16 @@ def _judge(ctx: RunContext, op: str, case: Case, outs, expectations) -> Result:
             return result(ctx, op, "numeric", case.id, FAILED,
                           headline(op, "numeric", case.describe()) + f"\n{exp.name}: {problem}",
                           seed=case.seed)
-        bound = bound_for(op, case.dtype, exp.ref64, exp.ref_lowp, ctx.tolerance)
+        bound = bound_for(op, case.dtype, exp.ref64, exp.ref_lowp, ctx.tolerance,
+                          exp.conditioning)
         verdict = compare(out, exp.ref64, bound, exp.ignore)
         bounds.append(bound.value)
         worst = max(worst, verdict.max_abs_err or 0.0)
         if not verdict.ok:
-            lines = "\n".join(verdict.lines)
+            why = explain(out, exp.ref64, bound, exp.empty_rows,
+                          ctx.adapter.conventions["fully_masked"],
+                          explanation_origin(ctx.adapter.declared_conventions))
+            lines = "\n".join((*verdict.lines, why) if why else verdict.lines)
             return result(ctx, op, "numeric", case.id, FAILED,
                           headline(op, "numeric", case.describe()) + f" — {exp.name}\n{lines}",
                           seed=case.seed, max_abs_err=verdict.max_abs_err, bound=bound.value)

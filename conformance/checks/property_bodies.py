@@ -18,6 +18,7 @@ from conformance.checks.properties import (
 )
 from conformance.frameworks import DTYPE_BY_NAME, eps
 from conformance.strategies import AttentionProblem, materialize
+from conformance.tolerance import CONVEX_HULL_UNITS
 
 HUGE = {"float64": 1e4, "float32": 1e4, "float16": 60.0, "bfloat16": 60.0}
 
@@ -90,7 +91,7 @@ def convex_hull(ctx: RunContext, p: AttentionProblem) -> None:
     v = np.asarray(x["value"], np.float64)[..., None, :, :]
     lo = np.where(visible[..., None], v, np.inf).min(axis=-2)
     hi = np.where(visible[..., None], v, -np.inf).max(axis=-2)
-    tol = 1e3 * eps(p.dtype) * max(1.0, float(np.abs(v).max()))
+    tol = CONVEX_HULL_UNITS * eps(p.dtype) * max(1.0, float(np.abs(v).max()))
     outside = (out < lo - tol) | (out > hi + tol) | ~np.isfinite(out)
     if outside.any():
         idx = tuple(int(i) for i in np.argwhere(outside)[0])

@@ -20,13 +20,17 @@ from conformance.profiles import Profile
 
 
 class Expected(NamedTuple):
-    """One expected output: float64 reference, reference in the case dtype, ignored elements."""
+    """One expected output: float64 reference, reference in the case dtype, ignored elements,
+    and (sdpa) its rows with no visible key (``conformance.empty_rows.EmptyRows``) and what
+    the tolerance's conditioning term needs to know (``conformance.tolerance.Conditioning``)."""
 
     name: str
     ref64: np.ndarray
     ref_lowp: np.ndarray
     dtype: Any
     ignore: np.ndarray | None = None
+    empty_rows: Any = None
+    conditioning: Any = None  # conformance.tolerance.Conditioning: the forward-error bound's inputs
 
 
 class Unsupported(Exception):

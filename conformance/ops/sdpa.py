@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from conformance import empty_rows
 from conformance.cases import AttentionShapes, Case, make_case, unique_cases
 from conformance.frameworks import DTYPE_BY_NAME, OutputTypeError
 from conformance.ops import Expected, OpSpec, require
 from conformance.profiles import Profile
+from conformance.tolerance import Conditioning, finite_max_abs
 from reference.sdpa import sdpa as reference_sdpa
 
 S = AttentionShapes
@@ -41,6 +43,23 @@ class Scenario:
     dtypes: tuple[str, ...] | None = None  # None: the profile's
 
 
+# Conditioning cases (docs/tolerance.md): logits and finite biases of magnitude 1e2 to 1e9,
+# each in the dtypes that represent it (float16 stops at 65504), O(1) spread within a row,
+# so every logit carries a rounding error of about u·|s| that softmax passes on.
+NO_FLOAT16 = ("float64", "float32", "bfloat16")
+CONDITIONING_SCENARIOS = (
+    Scenario("bias-minus-hundred", (SQUARE,), {"mask_offset": -1e2}, mask="float",
+             features=("float_mask",)),
+    Scenario("bias-plus-ten-thousand", (SQUARE,), {"mask_offset": 1e4}, mask="float",
+             features=("float_mask",)),
+    Scenario("bias-minus-billion", (SQUARE,), {"mask_offset": -1e9}, mask="float",
+             features=("float_mask",), dtypes=NO_FLOAT16),
+    Scenario("bias-plus-billion", (SQUARE,), {"mask_offset": 1e9}, mask="float",
+             features=("float_mask",), dtypes=NO_FLOAT16),
+    Scenario("logits-hundred", (SQUARE,), {"input_scale": 10.0}),
+    Scenario("logits-hundred-thousand", (SQUARE,), {"input_scale": 300.0}, dtypes=NO_FLOAT16),
+)
+
 SCENARIOS = (
     Scenario("plain", (ONE, SQUARE, WIDE, TALL, ODD, ODDER), core=True),
     Scenario("bool-mask", (SQUARE, WIDE, TALL), mask="bool", features=("bool_mask",), core=True),
@@ -49,7 +68,8 @@ SCENARIOS = (
     Scenario("float-mask-bcast", (WIDE,), mask="float-bcast", features=("float_mask",)),
     # a finite bias far below 0 is still a bias (only -inf hides): every logit near -1e5
     Scenario("float-mask-far-negative", (SQUARE,), {"mask_offset": -1e5}, mask="float",
-             features=("float_mask",), dtypes=("float64", "float32")),
+             features=("float_mask",), dtypes=("float64", "float32", "bfloat16")),
+    *CONDITIONING_SCENARIOS,
     Scenario("causal", (SQUARE, WIDE, TALL, ODD), {"is_causal": True}, features=("causal",),
              core=True),
     Scenario("causal-bottom-right", (WIDE, TALL),
@@ -160,17 +180,9 @@ def arguments(binding, inputs: dict[str, Any], case: Case) -> tuple[list, dict[s
     return [inputs[n] for n in ("query", "key", "value")], kwargs
 
 
-def _mask_kind(case: Case) -> str:
-    mask = case.option("mask", "none")
-    return "causal" if mask == "none" else mask.split("-")[0]
-
-
-def fully_masked_policy(case: Case, conventions: dict[str, Any]) -> str:
-    policy = conventions["fully_masked"]
-    return policy.get(_mask_kind(case), "zeros") if isinstance(policy, dict) else policy
-
-
 def reference_kwargs(case: Case, conventions: dict[str, Any]) -> dict[str, Any]:
+    """The case's options for the reference, under the adapter's causal alignment unless
+    the case names one (``fully_masked`` is chosen per row: see ``expected``)."""
     kwargs = {k: v for k, v in case.options if k not in INPUT_OPTIONS}
     kwargs.setdefault("causal_alignment", conventions["causal_alignment"])
     for key in ("alibi_slopes", "sinks"):
@@ -179,23 +191,60 @@ def reference_kwargs(case: Case, conventions: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _largest_norm(x: np.ndarray) -> float:
+    return float(np.linalg.norm(x, axis=-1).max()) if x.size else 0.0
+
+
+def conditioning_of(qkv: list[np.ndarray], lse: np.ndarray, mask64, kwargs: dict[str, Any]
+                    ) -> Conditioning:
+    """The magnitudes the tolerance's conditioning term needs (``Conditioning``).
+
+    A row's max logit m lies in [lse − ln Lk, lse], so |m| ≤ |lse| + ln Lk (logits far
+    below m carry weights too small for their rounding to matter). The weighted spread of
+    the values, σ = sqrt(Σ p v² − (Σ p v)²), comes from one reference call on [v, v²].
+    """
+    q, k, v = qkv
+    e, lk = q.shape[-1], k.shape[-2]
+    scale = 1.0 / np.sqrt(e) if kwargs.get("scale") is None else abs(float(kwargs["scale"]))
+    finite = np.abs(lse[np.isfinite(lse)])
+    moments = reference_sdpa(q, k, np.concatenate([v, v * v], axis=-1), attn_mask=mask64,
+                             fully_masked="zeros", **kwargs)
+    mean, square = moments[..., :v.shape[-1]], moments[..., v.shape[-1]:]
+    spread = np.sqrt(np.maximum(square - mean * mean, 0.0))
+    return Conditioning(
+        logit_magnitude=(float(finite.max()) if finite.size else 0.0) + float(np.log(max(lk, 1))),
+        dot_magnitude=scale * _largest_norm(q) * _largest_norm(k),
+        value_spread=finite_max_abs(spread),
+        value_magnitude=finite_max_abs(v), dim=e, keys=lk)
+
+
 def expected(inputs: dict[str, Any], case: Case, conventions: dict[str, Any]) -> list[Expected]:
+    """The reference under the adapter's conventions: each row with no visible key follows
+    the ``fully_masked`` policy of what hid it (``conformance.empty_rows``); rows held to
+    ``any`` are ignored."""
     kwargs = reference_kwargs(case, conventions)
     q, k, v = (inputs[n] for n in ("query", "key", "value"))
     mask = inputs.get("attn_mask")
     wide = [x.astype(np.float64) for x in (q, k, v)]
-    mask64 = None if mask is None or mask.dtype == bool else mask.astype(np.float64)
-    mask64 = mask if mask64 is None else mask64
-    policy = fully_masked_policy(case, conventions)
-    ref64, lse = reference_sdpa(*wide, attn_mask=mask64, fully_masked=(
-        "zeros" if policy == "any" else policy), return_lse=True, **kwargs)
-    ignore = np.isneginf(lse)[..., None] if policy == "any" else None
+    mask64 = mask if mask is None or mask.dtype == bool else mask.astype(np.float64)
+
+    def run64(policy: str) -> np.ndarray:
+        return reference_sdpa(*wide, attn_mask=mask64, fully_masked=policy, **kwargs)
+
+    _, lse = reference_sdpa(*wide, attn_mask=mask64, return_lse=True, **kwargs)
+    rows = empty_rows.find(run64, lse, k.shape[-2], mask, is_causal=kwargs.get("is_causal", False),
+                           window=kwargs.get("window"), alignment=kwargs["causal_alignment"])
+    kinds = rows.kinds if rows is not None else np.full(lse.shape, "", object)
+    declared = conventions["fully_masked"]
+    ref64, ignore = empty_rows.reference_rows(run64, kinds, declared)
     if case.dtype == "float64":
         ref_lowp = ref64
     else:
-        ref_lowp = reference_sdpa(q, k, v, attn_mask=mask, compute_dtype=q.dtype,
-                                  fully_masked="zeros" if policy == "any" else policy, **kwargs)
-    return [Expected("output", ref64, ref_lowp, q.dtype, ignore)]
+        ref_lowp, _ = empty_rows.reference_rows(
+            lambda policy: reference_sdpa(q, k, v, attn_mask=mask, compute_dtype=q.dtype,
+                                          fully_masked=policy, **kwargs), kinds, declared)
+    return [Expected("output", ref64, ref_lowp, q.dtype, ignore, rows,
+                     conditioning_of(wide, lse, mask64, kwargs))]
 
 
 def outputs(converted: Any, expectations: list[Expected]) -> list[np.ndarray]:

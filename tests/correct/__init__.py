@@ -5,6 +5,8 @@ dtypes and features it really supports (``conformance.adapter``); torch is
 imported only when a torch adapter is first called.
 """
 
+import numpy as np
+
 from .numpy_ops import NUMPY_OPS
 from .numpy_sdpa import (
     blocked_online_sdpa,
@@ -12,6 +14,13 @@ from .numpy_sdpa import (
     logsumexp_sdpa,
     loop_sdpa,
     uniform_rows_sdpa,
+)
+from .reordered_sdpa import (
+    bias_last_sdpa,
+    exp2_sdpa,
+    flash_lowp_sdpa,
+    kahan_sdpa,
+    online_sdpa,
 )
 from .torch_impls import TORCH_MHA, flex_sdpa, torch_default_sdpa, torch_math_sdpa
 
@@ -22,6 +31,13 @@ CORRECT = {
     "loop_float32": loop_sdpa,
     "uniform_rows_float64": uniform_rows_sdpa,
     "numpy_ops": NUMPY_OPS,
+    "exp2_float64": exp2_sdpa,
+    "online_16_reverse_float64": online_sdpa(16, reverse=True, dtype=np.float64),
+    "online_7_forward_float32": online_sdpa(7, reverse=False, dtype=np.float32),
+    "online_128_reverse_float32": online_sdpa(128, reverse=True, dtype=np.float32),
+    "kahan_float32": kahan_sdpa,
+    "bias_last_float64": bias_last_sdpa,
+    "flash_lowp": flash_lowp_sdpa,
     "torch_math": torch_math_sdpa,
     "torch_default": torch_default_sdpa,
     "torch_flex": flex_sdpa,
