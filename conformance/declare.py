@@ -56,7 +56,12 @@ DEFAULT_CONVENTIONS = {
     "masked_nonfinite": "propagates",
 }
 
-MASK_KINDS = ("bool", "float", "causal")
+# What can hide every key of a row, the keys of a ``fully_masked`` mapping (the rule that
+# attributes a row to one of them: conformance/empty_rows.py). A kind left out is zeros.
+MASK_KINDS = ("bool", "float", "causal", "window")
+MASK_KIND_MEANINGS = ("'bool' (a bool attn_mask hid the row), 'float' (-inf in a float "
+                      "attn_mask), 'causal' (is_causal alone: bottom_right with Lq > Lk), "
+                      "'window' (the window alone)")
 
 
 @dataclass(frozen=True)
@@ -71,22 +76,37 @@ class Declaration:
     conventions: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _check_policy_mapping(value: Mapping[str, Any]) -> dict[str, str]:
+    """A ``fully_masked`` mapping, checked: keys MASK_KINDS, values the single policies."""
+    allowed = CONVENTIONS["fully_masked"]
+    unknown = [k for k in value if k not in MASK_KINDS]
+    if unknown:
+        raise ValueError(f"fully_masked mapping: unknown key(s) {unknown}; the keys say what "
+                         f"hid the row: {MASK_KIND_MEANINGS}; a key left out means 'zeros'")
+    bad = {k: v for k, v in value.items() if not isinstance(v, str) or v not in allowed}
+    if bad:
+        raise ValueError(f"fully_masked mapping: value(s) {bad} not one of {list(allowed)}")
+    return dict(value)
+
+
 def _check_conventions(conventions: Mapping[str, Any]) -> dict[str, Any]:
+    """The declared conventions, checked; a ValueError (one line) names what is wrong."""
+    if not isinstance(conventions, Mapping):
+        raise ValueError(f"conventions must be a mapping such as "
+                         f"{{'causal_alignment': 'bottom_right'}}, got {conventions!r:.80}")
     checked = {}
     for key, value in conventions.items():
         if key not in CONVENTIONS:
             raise ValueError(f"unknown convention {key!r}; known: {sorted(CONVENTIONS)}")
         allowed = CONVENTIONS[key]
         if key == "fully_masked" and isinstance(value, Mapping):
-            bad = {k: v for k, v in value.items() if k not in MASK_KINDS or v not in allowed}
-            if bad:
-                raise ValueError(
-                    f"fully_masked mapping must map {MASK_KINDS} to {allowed}, got {bad}"
-                )
-            checked[key] = dict(value)
+            checked[key] = _check_policy_mapping(value)
             continue
-        if value not in allowed:
-            raise ValueError(f"convention {key} must be one of {allowed}, got {value!r}")
+        if not isinstance(value, str) or value not in allowed:
+            mapping = (f", or a mapping from {list(MASK_KINDS)} to one of them"
+                       if key == "fully_masked" else "")
+            raise ValueError(f"convention {key} must be one of {list(allowed)}{mapping}, "
+                             f"got {value!r:.80}")
         checked[key] = value
     return checked
 

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 import numpy as np
 
 from conformance.checks.base import RunContext, guarded_call, headline, result
+from conformance.empty_rows import accepting_policy, policy_for
 from conformance.frameworks import DTYPE_BY_NAME
 from conformance.results import FAILED, PASSED, SKIPPED, Result
+from conformance.tolerance import PROBE_RTOL
 from reference.sdpa import sdpa as reference_sdpa
 
 PROBE_SEED = 20240607
@@ -38,7 +40,8 @@ def _qkv(ctx: RunContext, lq: int, lk: int):
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return bool(np.all(np.isfinite(a)) and np.max(np.abs(a - b)) <= 2e-2 * (1 + np.abs(b).max()))
+    return bool(np.all(np.isfinite(a))
+                and np.max(np.abs(a - b)) <= PROBE_RTOL * (1 + np.abs(b).max()))
 
 
 def _call(ctx, name, args, kwargs):
@@ -59,11 +62,13 @@ def _probe(ctx: RunContext, name: str, status: str, message: str = "") -> Result
     return result(ctx, "sdpa", "conventions", f"probe:{name}", status, message)
 
 
-def _mismatch(ctx, name: str, declared, observed, suggestion) -> Result:
+def _mismatch(ctx, name: str, declared, observed, accepting: dict) -> Result:
+    """One failure: the declared (or default) value, the observed one, and the declaration
+    (``accepting``: every convention it must name) that would accept what was observed."""
     origin = "declared" if name in ctx.adapter.declared_conventions else "default (torch's)"
     message = (f"{headline('sdpa', 'conventions', f'convention {name}')}\n"
                f"{name}: {origin} value {declared!r}, observed {observed!r}; "
-               f"declare conventions={{{name!r}: {suggestion!r}}} to accept it")
+               f"declare conventions={accepting!r} to accept it")
     return _probe(ctx, name, FAILED, message)
 
 
@@ -85,9 +90,26 @@ def probe_causal_alignment(ctx: RunContext) -> Iterator[Result]:
     ctx.observed["causal_alignment"] = observed
     declared = ctx.adapter.conventions["causal_alignment"]
     if observed in ("top_left", "bottom_right") and observed != declared:
-        yield _mismatch(ctx, "causal_alignment", declared, observed, observed)
+        accepting = {"causal_alignment": observed, **_causal_rows_declaration(ctx, observed)}
+        yield _mismatch(ctx, "causal_alignment", declared, observed, accepting)
     else:
         yield _probe(ctx, "causal_alignment", PASSED)
+
+
+def _causal_rows_declaration(ctx: RunContext, alignment: str) -> dict:
+    """{"fully_masked": …} when the adapter, causal in ``alignment`` (not the declared one),
+    gives the rows causality empties a policy other than the declared one; else {}.
+
+    Causality empties rows only under bottom_right; when the fully_masked probe cannot see
+    them (the declared alignment is top_left and the adapter takes no causal_alignment),
+    the declaration that fixes the alignment must fix their policy too."""
+    if alignment != "bottom_right" or _causal_rows_call(ctx) is not None:
+        return {}
+    seen = _observe_rows(ctx, "causal", {"is_causal": True}, alignment)
+    declared = ctx.adapter.conventions["fully_masked"]
+    if seen in (None, "unrecognised") or policy_for(declared, "causal") in ("any", seen):
+        return {}
+    return {"fully_masked": accepting_policy(declared, {"causal": seen})}
 
 
 def _classify_empty_row(row: np.ndarray, values: np.ndarray) -> str:
@@ -101,23 +123,72 @@ def _classify_empty_row(row: np.ndarray, values: np.ndarray) -> str:
     return "unrecognised"
 
 
+# Lq > Lk: bottom-right causality, and a (0, 0) window in either alignment, empty rows.
+STRUCTURAL_SHAPE = (5, 3)
+MASK_SHAPE = (3, 4)
+
+
+def _causal_rows_call(ctx: RunContext) -> dict | None:
+    """The keyword arguments that make causality empty rows under the declared alignment
+    (bottom_right, Lq > Lk), or None when this adapter cannot be asked for that."""
+    features = ctx.adapter.ops["sdpa"].features
+    if "causal" not in features:
+        return None
+    if ctx.adapter.conventions["causal_alignment"] == "bottom_right":
+        return {"is_causal": True}
+    return {"is_causal": True, "causal_alignment": "bottom_right"} if (
+        "bottom_right" in features) else None
+
+
+def _row_probes(ctx: RunContext) -> dict[str, dict]:
+    """Per mask kind the adapter supports (conformance.empty_rows.KINDS): the keyword
+    arguments of a probe call whose empty rows that kind hid (attn_mask drawn later)."""
+    features = ctx.adapter.ops["sdpa"].features
+    probes = {kind: {"attn_mask": kind} for kind in ("bool", "float")
+              if f"{kind}_mask" in features}
+    causal = _causal_rows_call(ctx)
+    if causal is not None:
+        probes["causal"] = causal
+    if "window" in features:
+        probes["window"] = {"window": (0, 0)}
+    return probes
+
+
+def _observe_rows(ctx: RunContext, kind: str, kwargs: dict, alignment: str) -> str | None:
+    """What the adapter gives the rows that ``kind`` empties in its probe call: one of
+    zeros/nan/uniform, "unrecognised", or None when the call gave no usable output."""
+    lq, lk = MASK_SHAPE if kind in ("bool", "float") else STRUCTURAL_SHAPE
+    q, k, v = _qkv(ctx, lq, lk)
+    kwargs = dict(kwargs)
+    if kind in ("bool", "float"):
+        visible = np.ones((lq, lk), bool)
+        visible[1] = False
+        kwargs["attn_mask"] = visible if kind == "bool" else np.where(
+            visible, 0.0, -np.inf).astype(q.dtype)
+    out, _bad = _call(ctx, "fully_masked", [q, k, v], kwargs)
+    if out is None or out.shape != (1, 1, lq, v.shape[-1]):
+        return None
+    reference_kwargs = {"causal_alignment": alignment, **kwargs}
+    wide = [x.astype(np.float64) for x in (q, k, v)]
+    _, lse = reference_sdpa(*wide, return_lse=True, **reference_kwargs)
+    empty = np.flatnonzero(np.isneginf(lse[0, 0]))
+    seen = {_classify_empty_row(out[0, 0, i], v) for i in empty}
+    return seen.pop() if len(seen) == 1 else "unrecognised"
+
+
 def _observe_empty_rows(ctx: RunContext) -> dict[str, str]:
-    q, k, v = _qkv(ctx, 3, 4)
-    visible = np.ones((3, 4), bool)
-    visible[1] = False
-    masks = {"bool": visible,
-             "float": np.where(visible, 0.0, -np.inf).astype(q.dtype)}
+    alignment = ctx.adapter.conventions["causal_alignment"]
     observed = {}
-    for kind, mask in masks.items():
-        if f"{kind}_mask" not in ctx.adapter.ops["sdpa"].features:
-            continue
-        out, _bad = _call(ctx, "fully_masked", [q, k, v], {"attn_mask": mask})
-        if out is not None and out.shape == (1, 1, 3, 4):
-            observed[kind] = _classify_empty_row(out[0, 0, 1], v)
+    for kind, kwargs in _row_probes(ctx).items():
+        seen = _observe_rows(ctx, kind, kwargs, kwargs.get("causal_alignment", alignment))
+        if seen is not None:
+            observed[kind] = seen
     return observed
 
 
 def probe_fully_masked(ctx: RunContext) -> Iterator[Result]:
+    """Rows emptied by each mask kind the adapter supports (bool, float, causality under
+    bottom_right, window) against the declared policy for that kind."""
     observed = _observe_empty_rows(ctx)
     if not observed:
         yield _probe(ctx, "fully_masked", SKIPPED,
@@ -125,17 +196,14 @@ def probe_fully_masked(ctx: RunContext) -> Iterator[Result]:
         return
     ctx.observed["fully_masked"] = observed
     declared = ctx.adapter.conventions["fully_masked"]
-    expected = {kind: declared.get(kind, "zeros") if isinstance(declared, dict) else declared
-                for kind in observed}
     wrong = {kind: obs for kind, obs in observed.items()
-             if obs != "unrecognised" and expected[kind] not in ("any", obs)}
+             if obs != "unrecognised" and policy_for(declared, kind) not in ("any", obs)}
     if not wrong:
         yield _probe(ctx, "fully_masked", PASSED)
         return
     recognised = {k: v for k, v in observed.items() if v != "unrecognised"}
-    suggestion = (next(iter(recognised.values())) if len(set(recognised.values())) == 1
-                  else recognised)
-    yield _mismatch(ctx, "fully_masked", declared, observed, suggestion)
+    yield _mismatch(ctx, "fully_masked", declared, observed,
+                    {"fully_masked": accepting_policy(declared, recognised, keep=tuple(observed))})
 
 
 def probe_masked_nonfinite(ctx: RunContext) -> Iterator[Result]:
@@ -157,7 +225,8 @@ def probe_masked_nonfinite(ctx: RunContext) -> Iterator[Result]:
     ctx.observed["masked_nonfinite"] = observed
     declared = ctx.adapter.conventions["masked_nonfinite"]
     if declared == "ignored" and observed == "propagates":
-        yield _mismatch(ctx, "masked_nonfinite", declared, observed, observed)
+        yield _mismatch(ctx, "masked_nonfinite", declared, observed,
+                        {"masked_nonfinite": observed})
     else:
         yield _probe(ctx, "masked_nonfinite", PASSED)
 
