@@ -7,11 +7,15 @@ so one session can check two adapters. Adapters are resolved at configure
 time, never at import, and the report header names each one, its framework
 and version. An item passes when its cases passed (some may be skipped), is
 skipped when every case was, and fails with the harness's own messages
-(repro command included). Items are collected identically on every
+(repro command included). A check that stops on an internal error of the
+kit is an *error* of its item (raised at setup, where the check runs), never a
+failure of the adapter. Items are collected identically on every
 pytest-xdist worker, so ``-n 2`` gives the same verdict as ``-n 0``; and, as
-with ``attnconf run``, a session in which every item of an adapter was
-skipped fails (the adapter was never exercised). The conventions the
-adapter was observed to follow are printed in the terminal summary.
+with ``attnconf run``, a session in which no numeric case and no property
+exercised an adapter fails. ``--attn-k`` and ``--attn-atol`` must be finite
+and ≥ 0 (a usage error otherwise); an override is shown in the header and
+the terminal summary. The conventions the adapter was observed to follow
+are printed in the terminal summary.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from conformance.adapters import AdapterLoadError, ResolvedAdapter
 from conformance.checks import CHECKS, Check, RunContext
 from conformance.ops import op_specs
 from conformance.profiles import PROFILES
-from conformance.results import FAILED, PASSED, SKIPPED
+from conformance.results import ERROR, FAILED, PASSED, SKIPPED, Result, is_core
 from conformance.runner import (
     DEFAULT_SEED,
     RunConfig,
+    guarded,
     make_invoker,
     resolve_adapter,
     versions,
@@ -55,11 +60,19 @@ def pytest_configure(config: pytest.Config) -> None:
     specs = config.getoption("--attn-adapter", default=None) or []
     if not specs:
         return
+    from conformance.cli import number_option
+
     framework = config.getoption("--attn-framework")
+    try:
+        atol = config.getoption("--attn-atol")
+        tolerance = Tolerance(k=number_option("--attn-k", config.getoption("--attn-k")),
+                              atol=None if atol is None else number_option("--attn-atol", atol))
+    except ValueError as exc:
+        raise pytest.UsageError(f"attnconf: {exc}") from None
     run = RunConfig(
         profile=PROFILES[config.getoption("--attn-profile")],
         seed=config.getoption("--attn-seed"),
-        tolerance=Tolerance(k=config.getoption("--attn-k"), atol=config.getoption("--attn-atol")),
+        tolerance=tolerance,
         isolate=config.getoption("--attn-isolate"),
         framework_flag=framework)
     try:
@@ -81,8 +94,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         found = ", ".join(f"{k} {v}" for k, v in versions(adapter).items())
         lines.append(f"attnconf adapter: {adapter.spec} ({adapter.name}), framework "
                      f"{getattr(adapter.framework, 'name', 'custom')}; profile "
-                     f"{run.profile.name}, seed {run.seed}; {found}")
+                     f"{run.profile.name}, seed {run.seed}{overridden(run)}; {found}")
     return lines
+
+
+def overridden(run: RunConfig) -> str:
+    """``, overridden: k=3, atol=1e-05`` when --attn-k/--attn-atol changed a default."""
+    words = [f"k={run.tolerance.k:g}"] if run.tolerance.k != DEFAULT_K else []
+    words += [f"atol={run.tolerance.atol:g}"] if run.tolerance.atol is not None else []
+    return f", overridden: {', '.join(words)}" if words else ""
 
 
 def groups(adapter: ResolvedAdapter, run: RunConfig) -> Iterator[tuple[Check, str, str | None]]:
@@ -126,19 +146,35 @@ class ConformanceItem(pytest.Item):
         self.check, self.op, self.group = check, op, group
         self.adapter: ResolvedAdapter = self.parent.adapter
 
-    def runtest(self) -> None:
-        run = self.config.stash[CONFIG_KEY]
+    def setup(self) -> None:
+        """Run the check here, so that an internal error of the kit is this item's *error*
+        (pytest's word for what went wrong outside the test), not its failure."""
+        self.results: list[Result] = []
         if self.adapter.unavailable:
-            self.skip(f"unsupported: {self.adapter.unavailable}")
+            return  # skipped in runtest, where the session verdict sees it
+        run = self.config.stash[CONFIG_KEY]
         invoker = make_invoker(self.adapter, run)
         ctx = RunContext(self.adapter, invoker, run.profile, run.seed, run.tolerance,
                          framework_flag=run.framework_flag, group=self.group)
         try:
-            results = list(self.check.run(ctx, self.op))
+            self.results = list(guarded(self.check, ctx, self.op))
         finally:
             invoker.close()
         for name, observed in ctx.observed.items():
             self.user_properties.append((f"attnconf-observed-{name}", repr(observed)))
+        core = [r for r in self.results if is_core(r)]
+        self.user_properties += [
+            ("attnconf-core", bool(core)),
+            ("attnconf-exercised", any(r.status == PASSED and (r.check == "numeric" or r.examples)
+                                       for r in core))]
+        errors = [r for r in self.results if r.status == ERROR]
+        if errors:
+            raise KitInternalError(errors)
+
+    def runtest(self) -> None:
+        if self.adapter.unavailable:
+            self.skip(f"unsupported: {self.adapter.unavailable}")
+        results = self.results
         failed = [r for r in results if r.status == FAILED]
         if failed:
             raise ConformanceFailure(failed)
@@ -156,6 +192,13 @@ class ConformanceItem(pytest.Item):
             return "\n\n".join(r.message for r in excinfo.value.results)
         return super().repr_failure(excinfo)
 
+    def _repr_failure_py(self, excinfo, style=None):
+        # pytest formats an error at setup with this (not repr_failure): the kit's own
+        # traceback, where it stopped, is what a bug report needs; this plugin's frames are not
+        if isinstance(excinfo.value, KitInternalError):
+            return "\n\n".join(f"{r.message}\n{r.traceback}" for r in excinfo.value.results)
+        return super()._repr_failure_py(excinfo, style)
+
     def reportinfo(self):
         return f"attnconf[{self.adapter.spec}]", 0, self.name
 
@@ -163,6 +206,15 @@ class ConformanceItem(pytest.Item):
 class ConformanceFailure(Exception):
     def __init__(self, results) -> None:
         super().__init__(f"{len(results)} failed")
+        self.results = results
+
+
+class KitInternalError(Exception):
+    """The check stopped on an exception of the kit itself: the item errors, and the
+    adapter is not blamed."""
+
+    def __init__(self, results) -> None:
+        super().__init__(f"{len(results)} internal error(s) of the kit")
         self.results = results
 
 
@@ -183,27 +235,34 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 class SessionVerdict:
-    """Registered when adapters are given: per adapter, did any item pass or fail (not all
-    skipped), and what conventions were observed (from the reports: works on the xdist
-    controller too)."""
+    """Registered when adapters are given: per adapter, was it exercised (as
+    ``results.exercised``: a numeric case or a property with examples passed, or, where no
+    such item ran, any item did not skip), and what conventions were observed (from the
+    reports: works on the xdist controller too)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.exercised: dict[str, bool] = {}
+        # adapter → [a core item ran, a core item exercised it, any item did not skip]
+        self.seen: dict[str, list[bool]] = {}
         self.observed: dict[str, dict[str, str]] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         adapter = report.nodeid.split("::", 1)[0]
         if not adapter.startswith("attnconf[") or report.when != "call":
             return
-        self.exercised[adapter] = self.exercised.get(adapter, False) or not report.skipped
+        found = dict(report.user_properties)
+        seen = self.seen.setdefault(adapter, [False, False, False])
+        seen[0] = seen[0] or bool(found.get("attnconf-core"))
+        seen[1] = seen[1] or bool(found.get("attnconf-exercised"))
+        seen[2] = seen[2] or not report.skipped
         for key, value in report.user_properties:
             if key.startswith("attnconf-observed-"):
                 name = key.removeprefix("attnconf-observed-")
                 self.observed.setdefault(adapter, {})[name] = value
 
     def never_exercised(self) -> list[str]:
-        return [adapter for adapter, exercised in self.exercised.items() if not exercised]
+        return [adapter for adapter, (core, exercised, unskipped) in self.seen.items()
+                if not (exercised or (not core and unskipped))]
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         on_worker = hasattr(self.config, "workerinput")
@@ -211,11 +270,14 @@ class SessionVerdict:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        changed = overridden(self.config.stash[CONFIG_KEY])
+        if changed:
+            terminalreporter.write_line(f"attnconf{changed}")
         for adapter, found in self.observed.items():
             terminalreporter.write_sep("-", f"{adapter}: conventions observed")
             for name, value in sorted(found.items()):
                 terminalreporter.write_line(f"{name}: {value}")
         for adapter in self.never_exercised():
             terminalreporter.write_line(
-                f"{adapter}: no case passed (everything was skipped): the adapter was never "
-                f"exercised; the session fails, as `attnconf run` would", red=True)
+                f"{adapter}: the adapter was never exercised (no numeric case and no property "
+                f"passed); the session fails, as `attnconf run` would", red=True)

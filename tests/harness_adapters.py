@@ -140,7 +140,7 @@ class CliRun(NamedTuple):
     @property
     def summary(self) -> tuple[int, int, int]:
         """(passed, failed, skipped) from the terminal summary line."""
-        found = re.search(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", self.out, re.M)
+        found = re.search(r"^(\d+) passed, (\d+) failed, (\d+) skipped\b", self.out, re.M)
         assert found, f"no summary line in:\n{self.out}"
         return tuple(int(n) for n in found.groups())
 

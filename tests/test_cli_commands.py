@@ -80,6 +80,7 @@ def _first_failure(tmp_path, *argv) -> dict:
     return next(r for r in json.loads(report.read_text())["results"] if r["status"] == "failed")
 
 
+@pytest.mark.torch
 def test_the_repro_command_reproduces_the_same_failure(tmp_path):
     failure = _first_failure(tmp_path, "--adapter", spec("float32_inside"), "--only", "numeric")
     words = shlex.split(failure["repro"])

@@ -60,7 +60,8 @@ def _examples(monkeypatch, uncached: bool) -> list[str]:
     prop = dataclasses.replace(prop, body=lambda ctx, p: drawn.append(p.describe()))
     adapter = resolve("numpy")
     ctx = RunContext(adapter, InProcessInvoker(adapter), PROFILES["ci"], 1)
-    assert [r.status for r in properties.check_property(prop)(ctx, "sdpa")] == ["passed"]
+    # the body never calls the adapter: a run of examples that exercised nothing is skipped
+    assert [r.status for r in properties.check_property(prop)(ctx, "sdpa")] == ["skipped"]
     monkeypatch.undo()
     return drawn
 

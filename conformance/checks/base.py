@@ -29,6 +29,7 @@ class RunContext:
     observed: dict[str, Any] = field(default_factory=dict)
     group: str | None = None  # "<op>-<scenario>": only that scenario's cases (pytest items)
     run_flags: tuple[str, ...] = ()  # --isolate/--timeout as given, for the repro line
+    calls: int = 0  # adapter calls that returned, counted by properties.sdpa_outcome
 
     def repro(self, check: str, case: str | None = None) -> str:
         words = ["attnconf", "run", "--adapter", self.adapter.spec]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from hypothesis import HealthCheck, given, reject, settings
@@ -25,9 +25,7 @@ from conformance.invoke import AdapterError, Outcome
 from conformance.ops import Unsupported
 from conformance.results import FAILED, PASSED, SKIPPED, Result
 from conformance.strategies import AttentionProblem, attention_problems, attention_shapes
-
-# units of eps(dtype), at the output's magnitude, for adapter-vs-adapter equalities
-PROPERTY_UNITS = {"float64": 4096.0, "float32": 256.0, "float16": 64.0, "bfloat16": 64.0}
+from conformance.tolerance import PROPERTY_UNITS  # the one tolerance table
 
 
 class PropertyFailure(AssertionError):
@@ -50,16 +48,18 @@ def property_dtype(ctx: RunContext) -> str:
 
 
 def sdpa_outcome(ctx: RunContext, query, key, value, **kwargs) -> Outcome:
-    """One call of the adapter's sdpa; failures become PropertyFailure, NotImplemented → reject."""
+    """One call of the adapter's sdpa, counted in ``ctx.calls`` when it returns; failures become
+    PropertyFailure, and NotImplementedError (``Unsupported``) rejects the example
+    (``run_property`` counts it)."""
     if "dropout_p" in ctx.adapter.ops["sdpa"].params:
         kwargs["dropout_p"] = 0.0
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
-        return ctx.call("sdpa", [query, key, value], kwargs)
-    except Unsupported:
-        reject()
+        outcome = ctx.call("sdpa", [query, key, value], kwargs)
     except (AdapterError, OutputTypeError) as exc:
         raise PropertyFailure(str(exc)) from None
+    ctx.calls += 1
+    return outcome
 
 
 def sdpa(ctx: RunContext, query, key, value, **kwargs) -> np.ndarray:
@@ -141,8 +141,66 @@ def derandomized_seed(inner_test: Callable[..., None]) -> int | None:
     return _DERANDOMIZED[code]
 
 
+class Tally:
+    """What became of a property's examples up to its first failure (shrinking excluded):
+    ``ran`` (the body failed, or finished after at least one call of the adapter returned),
+    ``unsupported`` (the adapter raised NotImplementedError: rejected) and ``vacuous`` (the
+    body had nothing to check and returned without a call). Only ``ran`` examples may count
+    as a pass."""
+
+    def __init__(self) -> None:
+        self.ran = self.unsupported = self.vacuous = 0
+        self.reason = ""  # the adapter's last NotImplementedError message
+
+    def not_exercised(self) -> str:
+        """The skip reason of a property none of whose examples ran."""
+        drawn = self.unsupported + self.vacuous
+        if self.unsupported:
+            return (f"unsupported: {self.reason} ({self.unsupported} of {drawn} examples; "
+                    f"none exercised the adapter)")
+        return (f"not exercised: none of its {drawn} examples called the adapter "
+                f"(each had nothing to check)")
+
+
 def run_property(ctx: RunContext, prop: Property, body_mask: str) -> Result:
+    """The property under hypothesis: passed only when some example exercised the adapter,
+    and ``examples`` records how many did."""
+    tally = Tally()
+    found = _drive(ctx, prop, body_mask, tally)
+    if found.status == PASSED and not tally.ran:
+        found = result(ctx, "sdpa", prop.name, found.case, SKIPPED, tally.not_exercised())
+    return replace(found, examples=tally.ran)
+
+
+def counting(body: Callable[[RunContext, AttentionProblem], None], tally: Tally,
+             failure: dict) -> Callable[[RunContext, AttentionProblem], None]:
+    """``body``, counting its examples into ``tally`` until ``failure`` is set: shrinking runs
+    are not counted, their number depends on hypothesis's internals (even PYTHONHASHSEED).
+    NotImplementedError (``Unsupported``) rejects the example."""
+
+    def counted(ctx: RunContext, problem: AttentionProblem) -> None:
+        calls, shrinking = ctx.calls, bool(failure)
+        try:
+            body(ctx, problem)
+        except PropertyFailure:
+            tally.ran += not shrinking
+            raise
+        except Unsupported as exc:
+            tally.unsupported += not shrinking
+            tally.reason = str(exc)
+            reject()
+        if not shrinking:
+            tally.ran += ctx.calls > calls
+            tally.vacuous += ctx.calls == calls
+
+    return counted
+
+
+def _drive(ctx: RunContext, prop: Property, body_mask: str, tally: Tally) -> Result:
+    # the test below is kept word for word: derandomized hypothesis draws its examples from
+    # a digest of its source, so the counting wraps the body instead
     failure: dict = {}
+    prop = replace(prop, body=counting(prop.body, tally, failure))
     dtype = property_dtype(ctx)
     strategy = problems(tuple(sorted(prop.shapes.items())), dtype, body_mask)
 
@@ -180,7 +238,8 @@ def run_property(ctx: RunContext, prop: Property, body_mask: str) -> Result:
             f"({type(exc).__name__}){where}\n{failure.get('message', '')}"),
             seed=problem.seed if problem else None)
     except (Unsatisfiable, FailedHealthCheck) as exc:
-        return result(ctx, "sdpa", prop.name, case_id, SKIPPED,
+        return result(ctx, "sdpa", prop.name, case_id, SKIPPED, tally.not_exercised()
+                      if tally.unsupported else
                       f"unsupported: every example was rejected ({type(exc).__name__})")
     return result(ctx, "sdpa", prop.name, case_id, PASSED)
 
@@ -193,8 +252,8 @@ def check_property(prop: Property):
         kind = mask_kind(ctx, prop.mask)
         if missing or kind is None:
             needs = missing or ["bool_mask or float_mask"]
-            yield result(ctx, "sdpa", prop.name, f"hypothesis[{property_dtype(ctx)}]", SKIPPED,
-                         f"unsupported: needs feature(s) {needs}")
+            yield replace(result(ctx, "sdpa", prop.name, f"hypothesis[{property_dtype(ctx)}]",
+                                 SKIPPED, f"unsupported: needs feature(s) {needs}"), examples=0)
             return
         yield run_property(ctx, prop, kind)
 
