@@ -164,7 +164,7 @@ def runner_tiny_row(spec: str, groups: dict[str, int], rounds: int = 3) -> dict:
     numeric = next(c for c in CHECKS if c.name == "numeric")
     profile = PROFILES["quick"]
     adapter = resolve(spec)
-    invoker = make_invoker(adapter, RunConfig(profile=profile))
+    invoker = make_invoker(adapter, RunConfig(profile=profile, isolate="inprocess"))
     # the module (conformance.checks exports a function of the same name)
     cache = importlib.import_module("conformance.checks.numeric")._EXPECTED_CACHE
     seconds = float("inf")
@@ -249,8 +249,8 @@ def hypothesis_child(spec: str) -> dict:
     names = {p.name for p in PROPERTIES}
     adapter = resolve(spec)
     runs = []
-    for config in (RunConfig(profile=PROFILES["quick"]), RunConfig(profile=PROFILES["quick"]),
-                   RunConfig(profile=PROFILES["ci"], isolate="inprocess")):
+    quick = RunConfig(profile=PROFILES["quick"], isolate="inprocess")  # in this process
+    for config in (quick, quick, RunConfig(profile=PROFILES["ci"], isolate="inprocess")):
         stats: list[dict] = []
         stamps: list[tuple[str, float]] = []
 

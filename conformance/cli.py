@@ -1,12 +1,14 @@
 """``attnconf``: run the checks, list what there is, manage fixtures.
 
-Exit codes: 0 conformant, 1 any failure (or nothing passed), 2 usage or
-adapter-load error (one line, no traceback unless --traceback).
+Exit codes: 0 conformant, 1 any failure (or the adapter was never exercised),
+2 usage or adapter-load error (one line, no traceback unless --traceback),
+3 internal error of the kit (never counted as the adapter's failure).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import traceback
@@ -16,7 +18,7 @@ from conformance.adapters import AdapterLoadError
 from conformance.checks import CHECKS
 from conformance.profiles import PROFILES
 from conformance.report import parse_report_spec, to_text, write_report
-from conformance.results import FAILED, PASSED, SKIPPED, Result, verdict
+from conformance.results import ERROR, EXIT_INTERNAL_ERROR, FAILED, PASSED, SKIPPED, Result, verdict
 from conformance.runner import (
     DEFAULT_SEED,
     RunConfig,
@@ -42,12 +44,18 @@ def _run_parser(sub) -> None:
     p.add_argument("--only", nargs="+", default=(), metavar="CHECK")
     p.add_argument("--case", help="run only the case with this id (see failure messages)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--k", type=float, default=DEFAULT_K, help="tolerance multiplier k")
-    p.add_argument("--atol", type=float, default=None, help="override atol for every case")
+    p.add_argument("--k", default=DEFAULT_K, help="tolerance multiplier k (finite, ≥ 0)")
+    p.add_argument("--atol", default=None, help="override atol for every case (finite, ≥ 0)")
     p.add_argument("--isolate", choices=("inprocess", "subprocess"), default=None,
-                   help="run the adapter in a worker process (default: the profile's)")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="per-case timeout in seconds (default: scaled by case size)")
+                   help="where the adapter runs (default: subprocess, a worker process, in "
+                        "every profile; inprocess for debugging)")
+    p.add_argument("--timeout", default=None,
+                   help="per-call timeout in seconds, finite and > 0, enforced with "
+                        "--isolate subprocess (default: scaled by case size)")
+    p.add_argument("--maxfail", metavar="N", default=None,
+                   help="stop after N failed results; what did not run is not counted")
+    p.add_argument("-x", "--exitfirst", dest="maxfail", action="store_const", const="1",
+                   help="stop at the first failed result (--maxfail 1)")
     p.add_argument("--report", action="append", default=[], metavar="FORMAT:PATH",
                    help="json:PATH, junit:PATH or md:PATH (repeatable)")
     p.add_argument("--traceback", action="store_true", help="show tracebacks of load errors")
@@ -73,34 +81,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def number_option(flag: str, value: str | float, *, positive: bool = False) -> float:
+    """``value`` as a float that is finite and ≥ 0 (> 0 with ``positive``); anything else,
+    NaN and infinities included, is a ValueError naming the flag and what was given: a NaN
+    bound would let every comparison pass, a zero timeout fail every case."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        rule = "> 0" if positive else "≥ 0"
+        raise ValueError(f"{flag} must be a finite number {rule}, got {value}")
+    return number
+
+
+def count_option(flag: str, value: str | None) -> int | None:
+    """``value`` as an integer ≥ 1; anything else is a ValueError naming the flag."""
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ValueError(f"{flag} must be an integer ≥ 1, got {value}")
+    return number
+
+
 class Progress:
     """A live line on a terminal; one line per finished check otherwise (CI logs)."""
 
     def __init__(self, stream=None) -> None:
         stream = sys.stderr if stream is None else stream  # at call time: capture-friendly
         self.stream, self.tty = stream, stream.isatty()
-        self.counts = {PASSED: 0, FAILED: 0, SKIPPED: 0}
+        self.counts = {PASSED: 0, FAILED: 0, SKIPPED: 0, ERROR: 0}
         self.current, self.started, self.check_counts = None, time.monotonic(), None
 
     def __call__(self, r: Result) -> None:
         key = (r.op, r.check)
         if key != self.current:
             self.flush_check()
-            self.current, self.check_counts = key, {PASSED: 0, FAILED: 0, SKIPPED: 0}
+            self.current, self.check_counts = key, {PASSED: 0, FAILED: 0, SKIPPED: 0, ERROR: 0}
             self.check_started = time.monotonic()
         self.counts[r.status] += 1
         self.check_counts[r.status] += 1
         if self.tty:
             c = self.counts
             self.stream.write(f"\r\x1b[K{r.op}/{r.check} {r.case[:50]}  "
-                              f"{c[PASSED]} passed {c[FAILED]} failed {c[SKIPPED]} skipped")
+                              f"{c[PASSED]} passed {c[FAILED]} failed {c[SKIPPED]} skipped"
+                              + (f" {c[ERROR]} errors" if c[ERROR] else ""))
             self.stream.flush()
 
     def flush_check(self) -> None:
         if self.current and not self.tty:
             c = self.check_counts
+            errors = f", {c[ERROR]} internal errors of the kit" if c[ERROR] else ""
             self.stream.write(f"  {self.current[0]}/{self.current[1]}: {c[PASSED]} passed, "
-                              f"{c[FAILED]} failed, {c[SKIPPED]} skipped "
+                              f"{c[FAILED]} failed, {c[SKIPPED]} skipped{errors} "
                               f"({time.monotonic() - self.check_started:.1f} s)\n")
             self.stream.flush()
 
@@ -115,11 +152,30 @@ def _config(args) -> RunConfig:
         only = check_only(args.only)
         for spec in args.report:
             parse_report_spec(spec)
+        k = number_option("--k", args.k)
+        atol = None if args.atol is None else number_option("--atol", args.atol)
+        timeout = (None if args.timeout is None else
+                   number_option("--timeout", args.timeout, positive=True))
+        maxfail = count_option("--maxfail", args.maxfail)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return RunConfig(profile=PROFILES[args.profile], seed=args.seed, only=only, case=args.case,
-                     tolerance=Tolerance(k=args.k, atol=args.atol), isolate=args.isolate,
-                     timeout=args.timeout, framework_flag=args.framework)
+                     tolerance=Tolerance(k=k, atol=atol), isolate=args.isolate,
+                     timeout=timeout, framework_flag=args.framework, maxfail=maxfail)
+
+
+def _overridden(config: RunConfig, isolate: str) -> str:
+    """The header's words for a k, atol or timeout the user set, "" when none was."""
+    words = []
+    if config.tolerance.k != DEFAULT_K:
+        words.append(f"k={config.tolerance.k:g} (default {DEFAULT_K:g})")
+    if config.tolerance.atol is not None:
+        words.append(f"atol={config.tolerance.atol:g} for every case (default: per dtype)")
+    if config.timeout is not None:
+        words.append(f"timeout={config.timeout:g} s" + (
+            "" if isolate == "subprocess" else
+            " NOT ENFORCED: an in-process call cannot be interrupted (--isolate subprocess)"))
+    return f", overridden: {'; '.join(words)}" if words else ""
 
 
 def _verify_fixtures() -> None:
@@ -174,7 +230,7 @@ def command_run(args) -> int:
     print(f"attnconf run: adapter {adapter.spec} ({adapter.name}, framework "
           f"{getattr(adapter.framework, 'name', 'custom')}, ops {', '.join(adapter.ops)}), "
           f"profile {config.profile.name}, seed {config.seed}, isolation {isolate}, "
-          f"{limits}", file=sys.stderr)
+          f"{limits}{_overridden(config, isolate)}", file=sys.stderr)
     progress = Progress()
     try:
         results, info = run(adapter, config, _only_case(config.case, progress))
@@ -232,6 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"attnconf: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the kit's own bug: not a verdict on the adapter
+        traceback.print_exc()
+        print(f"attnconf: internal error of the kit (not the adapter's failure): "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

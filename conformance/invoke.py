@@ -10,12 +10,19 @@ outputs (a tuple stays a tuple). It raises:
 * ``OutputTypeError`` when the output is not an array of its framework.
 
 The in-process invoker lives here; ``conformance.isolation`` runs the same
-calls in a worker process.
+calls in a worker process, where a call can also be *lost* (``WorkerLost``: a
+timeout, a dead worker). ``HangBudget`` bounds what lost calls cost a run: after
+``HANG_BUDGET`` of them on one op, that op's remaining calls are refused
+(``NotRun``) without being made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import faulthandler
+import sys
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -27,6 +34,14 @@ from conformance.ops import Unsupported
 
 class AdapterError(Exception):
     """The adapter raised; ``str()`` names the exception type and its text."""
+
+
+class WorkerLost(AdapterError):
+    """The call did not come back: it timed out, or its worker process died."""
+
+
+class NotRun(AdapterError):
+    """A call the kit did not make: its op had used up its hang budget."""
 
 
 class StopExamples(BaseException):
@@ -176,8 +191,96 @@ def dispatch(adapter: ResolvedAdapter, op: str, args: list, kwargs: dict) -> Out
     return call_adapter(adapter, op, args, kwargs)
 
 
+# A kernel that hangs on one shape does so once per dtype (4 in every profile) and should
+# still have the rest of its cases run; a fifth lost call on the same op says the op hangs
+# (or crashes) systematically. Worst case per op: HANG_BUDGET x the per-call timeout.
+HANG_BUDGET = 5
+
+
+def _times(n: int) -> str:
+    return f"{n} time{'' if n == 1 else 's'}"
+
+
+class HangBudget:
+    """Lost calls (timeouts and dead workers) per op; once an op has lost ``limit`` of them,
+    ``check(op)`` raises NotRun: "not run: the adapter hung N times on OP (last: CASE)".
+
+    The invoker does not know case ids: the runner passes the first failed result after a
+    loss to ``attribute``, which names it as the last lost case."""
+
+    def __init__(self, limit: int = HANG_BUDGET) -> None:
+        self.limit = limit
+        self.hangs: dict[str, int] = {}
+        self.crashes: dict[str, int] = {}
+        self.last: dict[str, str] = {}
+        self.pending: str | None = None  # op of a loss whose case is not yet named
+
+    def lost(self, op: str, hung: bool) -> None:
+        """One more lost call of ``op``: a timeout (``hung``) or a dead worker."""
+        counts = self.hangs if hung else self.crashes
+        counts[op] = counts.get(op, 0) + 1
+        self.pending = op
+
+    def attribute(self, where: str) -> None:
+        if self.pending is not None:
+            self.last[self.pending], self.pending = where, None
+
+    def check(self, op: str) -> None:
+        hangs, crashes = self.hangs.get(op, 0), self.crashes.get(op, 0)
+        if hangs + crashes < self.limit:
+            return
+        what = " and ".join([f"hung {_times(hangs)}"] * bool(hangs) +
+                            [f"crashed its worker {_times(crashes)}"] * bool(crashes))
+        last = f" (last: {self.last[op]})" if op in self.last else ""
+        raise NotRun(f"not run: the adapter {what} on {op}{last}; the kit stops calling an "
+                     f"op after {self.limit} timeouts or dead workers (its hang budget)")
+
+
+def describe_call(op: str, args: list, kwargs: dict) -> str:
+    """``attnconf call sdpa(float64(1, 2, 7, 16), …, is_causal=True)``: a call, by its
+    arguments' dtypes and shapes and its other arguments' values."""
+    def brief(v: Any) -> str:
+        return f"{v.dtype.name}{v.shape}" if isinstance(v, np.ndarray) else repr(v)[:40]
+
+    words = [*map(brief, args), *(f"{k}={brief(v)}" for k, v in kwargs.items())]
+    return f"attnconf call {op}({', '.join(words)})"
+
+
+def _named_frame(thunk: Callable[[], Any]) -> Any:
+    return thunk()
+
+
+def call_named(name: str, thunk: Callable[[], Any]) -> Any:
+    """``thunk()`` inside a frame called ``name``: faulthandler's stack of a fatal error
+    (a segfault in the kernel) then names the running call. Costs ~1 µs."""
+    code = _named_frame.__code__.replace(co_name=name, co_qualname=name)
+    return types.FunctionType(code, {})(thunk)
+
+
+@contextmanager
+def crash_reports() -> Iterator[None]:
+    """faulthandler on for the duration (Python stacks of a segfault or abort on stderr), unless
+    it already is (pytest turns it on) or stderr has no file descriptor to write to."""
+    stream = sys.__stderr__
+    if faulthandler.is_enabled() or stream is None:
+        yield
+        return
+    try:
+        faulthandler.enable(file=stream, all_threads=True)
+    except (AttributeError, ValueError, OSError):  # a stderr without a file descriptor
+        yield
+        return
+    try:
+        yield
+    finally:
+        faulthandler.disable()
+
+
 class InProcessInvoker:
-    """Calls the adapter directly; used by the quick and full profiles."""
+    """Calls the adapter directly (``--isolate inprocess``, and the pytest plugin's default).
+
+    When faulthandler is on, each call runs in a frame named after it (``describe_call``),
+    so a crash of the process says which call was running."""
 
     mode = "inprocess"
 
@@ -185,6 +288,9 @@ class InProcessInvoker:
         self.adapter = adapter
 
     def call(self, op: str, args: list, kwargs: dict, timeout: float | None = None) -> Outcome:
+        if faulthandler.is_enabled():
+            return call_named(describe_call(op, args, kwargs),
+                              lambda: dispatch(self.adapter, op, args, kwargs))
         return dispatch(self.adapter, op, args, kwargs)
 
     def close(self) -> None:
@@ -192,11 +298,18 @@ class InProcessInvoker:
 
 
 __all__ = [
+    "HANG_BUDGET",
     "AdapterError",
+    "HangBudget",
     "InProcessInvoker",
+    "NotRun",
     "Outcome",
     "OutputTypeError",
     "StopExamples",
+    "WorkerLost",
+    "call_named",
+    "crash_reports",
+    "describe_call",
     "describe_exception",
     "dispatch",
 ]

@@ -22,7 +22,10 @@ What a broken adapter costs:
   signal or exit status and the last lines the worker wrote (faulthandler
   prints the Python stack there); the next case gets a fresh worker;
 * output written to stdout/stderr goes to a temporary file, emptied before
-  every call, so printing cannot block or corrupt anything.
+  every call, so printing cannot block or corrupt anything;
+* after ``HANG_BUDGET`` timeouts or dead workers on one op in one run, that
+  op's remaining calls fail at once as "not run" (``invoke.HangBudget``):
+  a kernel that hangs on every odd length costs a few timeouts, not hundreds.
 
 The worker runs under ``RLIMIT_AS`` (4 GiB unless ``ATTNCONF_WORKER_MEMORY``
 says otherwise: ``2G``, ``512M``, a byte count, or ``none``, which CUDA
@@ -57,7 +60,16 @@ from conformance.adapters import (
     resolve,
 )
 from conformance.frameworks import OutputTypeError
-from conformance.invoke import AdapterError, Outcome, StopExamples, describe_exception, dispatch
+from conformance.invoke import (
+    AdapterError,
+    HangBudget,
+    NotRun,
+    Outcome,
+    StopExamples,
+    WorkerLost,
+    describe_exception,
+    dispatch,
+)
 from conformance.ops import Unsupported
 from conformance.wire import MAX_ARRAY_BYTES, Channel, ProtocolError, decode, dtype_token, encode
 
@@ -68,11 +80,11 @@ LOAD_TIMEOUT = 120.0  # seconds to start a worker and load the adapter (torch ta
 DEFAULT_CALL_TIMEOUT = 60.0  # when neither the caller nor --timeout gives one
 
 
-class WorkerTimeout(AdapterError):
+class WorkerTimeout(WorkerLost):
     """The call did not finish in time; the worker was killed."""
 
 
-class WorkerCrashed(AdapterError):
+class WorkerCrashed(WorkerLost):
     """The worker process died during the call, or broke the protocol."""
 
 
@@ -320,16 +332,18 @@ def resolve_isolated(spec: str, framework: str | None = None,
 
 
 class SubprocessInvoker:
-    """Calls the adapter in a worker process (``--isolate subprocess``; the ci profile's default).
+    """Calls the adapter in a worker process (``--isolate subprocess``, every profile's default).
 
-    ``timeout`` (``--timeout``) overrides the per-call timeout the checks ask for.
+    ``timeout`` (``--timeout``) overrides the per-call timeout the checks ask for;
+    ``budget`` counts the calls lost per op and refuses an op's calls once it is spent.
     """
 
     mode = "subprocess"
 
     def __init__(self, adapter: ResolvedAdapter, timeout: float | None = None,
-                 memory: int | str | None = "env") -> None:
+                 memory: int | str | None = "env", budget: HangBudget | None = None) -> None:
         self.adapter, self.timeout = adapter, timeout
+        self.budget = budget or HangBudget()
         self.memory = memory_limit_from_env() if memory == "env" else memory
         self.key = (adapter.spec, adapter.framework_arg, self.memory)
         self.worker: Worker | None = _IDLE.pop(self.key, None)
@@ -358,6 +372,18 @@ class SubprocessInvoker:
             self.worker, self.restarts, self.busy = None, self.restarts + 1, False
 
     def call(self, op: str, args: list, kwargs: dict, timeout: float | None = None) -> Outcome:
+        """The call's outcome; a lost call (timeout, dead worker) is counted against ``op``'s
+        hang budget, and once that is spent the call is not made (NotRun)."""
+        try:
+            self.budget.check(op)
+            return self._call(op, args, kwargs, timeout)
+        except WorkerLost as exc:
+            self.budget.lost(op, hung=isinstance(exc, WorkerTimeout))
+            raise self._lost(exc) from None
+        except NotRun as exc:
+            raise self._lost(exc) from None
+
+    def _call(self, op: str, args: list, kwargs: dict, timeout: float | None) -> Outcome:
         limit = self.timeout if self.timeout is not None else (timeout or DEFAULT_CALL_TIMEOUT)
         worker = self._worker()
         arrays: list[np.ndarray] = []
@@ -372,19 +398,19 @@ class SubprocessInvoker:
             self.busy = False
         except TimeoutError:
             self._discard()
-            raise self._lost(WorkerTimeout(
+            raise WorkerTimeout(
                 f"adapter timed out after {limit:g} s: its worker was killed "
-                f"(the next call starts a fresh one)")) from None
+                f"(the next call starts a fresh one)") from None
         except ProtocolError as exc:
             self._discard()
-            raise self._lost(WorkerCrashed(
+            raise WorkerCrashed(
                 f"adapter corrupted its worker's replies during the call ({exc}): the worker "
-                f"was killed (the next call starts a fresh one)")) from None
+                f"was killed (the next call starts a fresh one)") from None
         except (EOFError, BrokenPipeError):
             how = worker.death()
             self._discard()
-            raise self._lost(WorkerCrashed(
-                f"adapter crashed its worker process during the call: {how}")) from None
+            raise WorkerCrashed(
+                f"adapter crashed its worker process during the call: {how}") from None
         return self._outcome(reply, out)
 
     def _lost(self, error: AdapterError) -> BaseException:

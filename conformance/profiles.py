@@ -1,12 +1,13 @@
 """Run profiles: how much to run and how reproducibly.
 
-quick: one adapter in ≤ 30 s on a 2-core machine, in-process; ci:
-derandomized hypothesis with no example database (a verdict is reproducible)
-and the adapter in a worker process (``conformance.isolation``: a crash, hang
-or monkey-patch fails cases instead of the run); full: more examples and the
-longest sequences (L = 4096 in every dtype, and one single-head L = 32768
-case in float32: where block boundaries, accumulation error and memory
-break kernels). ``--isolate`` overrides a profile's isolation.
+Every profile runs the adapter in a worker process (``conformance.isolation``:
+a crash, hang or monkey-patch fails cases instead of the run; ``--isolate
+inprocess`` for debugging). quick: one adapter in ≤ 30 s on a 2-core machine;
+ci: derandomized hypothesis with no example database (a verdict is
+reproducible); full: more examples and the longest sequences (L = 4096 in
+every dtype, and one single-head L = 32768 case in float32: where block
+boundaries, accumulation error and memory break kernels). ``--isolate``
+overrides a profile's isolation.
 ``case_timeout`` is the per-call timeout of the largest case; smaller cases
 scale down to 10 s (``RunContext.timeout_for``); ``--timeout`` overrides.
 """
@@ -31,9 +32,9 @@ class Profile:
 
 PROFILES = {
     "quick": Profile("quick", ("float64", "float32", "float16", "bfloat16"), True, 512, 8,
-                     True, "inprocess", 60.0),
+                     True, "subprocess", 60.0),
     "ci": Profile("ci", ("float64", "float32", "float16", "bfloat16"), False, 1024, 20, True,
                   "subprocess", 120.0),
     "full": Profile("full", ("float64", "float32", "float16", "bfloat16"), False, 4096, 100,
-                    False, "inprocess", 300.0, longest_length=32768),
+                    False, "subprocess", 300.0, longest_length=32768),
 }

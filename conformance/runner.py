@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable, Iterator
+import traceback
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import metadata
 
 import numpy as np
+from hypothesis.errors import Flaky
 
 import conformance
 from conformance.adapters import ResolvedAdapter, resolve
 from conformance.checks import CHECK_NAMES, CHECKS, Check, RunContext
-from conformance.checks.properties import property_dtype
+from conformance.checks.properties import PropertyFailure, property_dtype
 from conformance.checks.property_bodies import PROPERTIES
-from conformance.invoke import InProcessInvoker, StopExamples, describe_exception
+from conformance.frameworks import OutputTypeError
+from conformance.invoke import (
+    AdapterError,
+    InProcessInvoker,
+    StopExamples,
+    crash_reports,
+    describe_exception,
+)
+from conformance.ops import Unsupported
 from conformance.profiles import PROFILES, Profile
-from conformance.results import FAILED, SKIPPED, Result, RunInfo
+from conformance.results import ERROR, FAILED, SKIPPED, Result, RunInfo
 from conformance.tolerance import Tolerance
 
 DEFAULT_SEED = 20260101
@@ -33,6 +44,7 @@ class RunConfig:
     isolate: str | None = None  # None = the profile's default
     timeout: float | None = None  # None = per-case default scaled by size
     framework_flag: str | None = None
+    maxfail: int | None = None  # stop after this many failed results (--maxfail N, -x)
 
 
 def check_only(names: Iterable[str]) -> tuple[str, ...]:
@@ -87,20 +99,25 @@ def selected_checks(config: RunConfig) -> list[Check]:
     return [c for c in CHECKS if not config.only or c.name in config.only]
 
 
-def iter_results(ctx: RunContext, checks: list[Check]) -> Iterator[Result]:
+def iter_results(ctx: RunContext, checks: list[Check]) -> Generator[Result, None, None]:
     if ctx.adapter.unavailable:
         for op in ctx.adapter.ops:
             yield Result(op, "all", "-", SKIPPED, f"unsupported: {ctx.adapter.unavailable}")
         return
+    budget = getattr(ctx.invoker, "budget", None)  # an isolating invoker's HangBudget
     for check in checks:
         for op in ctx.adapter.ops:
             if op in check.ops:
-                yield from guarded(check, ctx, op)
+                for r in guarded(check, ctx, op):
+                    if budget is not None and r.status == FAILED:
+                        budget.attribute(f"{r.check} {r.case}")  # names a lost call's case
+                    yield r
 
 
 def guarded(check: Check, ctx: RunContext, op: str) -> Iterator[Result]:
-    """``check.run``; should the check itself stop with an exception (hypothesis finding the
-    adapter flaky, say), that is one failed result and the run goes on with the next check.
+    """``check.run``; should the check itself stop with an exception, that is one result and
+    the run goes on with the next check: failed when the exception is the adapter's (see
+    ``adapter_cause``), an ERROR of the kit, with its traceback, otherwise.
 
     Around a hypothesis-driven check an isolating invoker stops the check at the first
     timeout or dead worker (``StopExamples``) instead of letting hypothesis shrink, which
@@ -117,13 +134,46 @@ def guarded(check: Check, ctx: RunContext, op: str) -> Iterator[Result]:
                      f"restart per example\nrepro: {ctx.repro(check.name)}",
                      repro=ctx.repro(check.name))
     except Exception as exc:
-        inner = "".join(f"\n{describe_exception(e)}" for e in getattr(exc, "exceptions", ())[:1])
-        yield Result(op, check.name, "check-error", FAILED,
-                     f"{op} / {check.name}: the check stopped on {describe_exception(exc)}"
-                     f"{inner}\nrepro: {ctx.repro(check.name)}", repro=ctx.repro(check.name))
+        yield stopped(check, ctx, op, exc)
     finally:
         if stops:
             ctx.invoker.stop_examples = False
+
+
+ADAPTER_EXCEPTIONS = (AdapterError, OutputTypeError, PropertyFailure, Flaky)
+TRACEBACK_LIMIT = 20_000  # characters kept, from the end: the innermost frames say where
+
+
+def adapter_cause(exc: BaseException) -> BaseException | None:
+    """The adapter's exception that stopped a check: ``exc`` itself or one inside an exception
+    group (hypothesis wraps what it raises) when it is the adapter's (it raised, returned
+    something unusable, broke a property, or was nondeterministic: hypothesis's Flaky), or
+    NotImplementedError (``Unsupported``); None when the kit itself failed."""
+    if isinstance(exc, (*ADAPTER_EXCEPTIONS, Unsupported)):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = adapter_cause(inner)
+        if found is not None:
+            return found
+    return None
+
+
+def stopped(check: Check, ctx: RunContext, op: str, exc: Exception) -> Result:
+    """The one result of a check that stopped on ``exc``: skipped if the adapter said
+    unsupported, failed if the exception is the adapter's, else an internal error of the kit."""
+    cause, repro = adapter_cause(exc), ctx.repro(check.name)
+    head = f"{op} / {check.name}: the check stopped on"
+    if isinstance(cause, Unsupported):
+        return Result(op, check.name, "check-error", SKIPPED, f"unsupported: {cause}")
+    if cause is not None:
+        inner = f"\n{describe_exception(cause)}" if cause is not exc else ""
+        return Result(op, check.name, "check-error", FAILED,
+                      f"{head} {describe_exception(exc)}{inner}\nrepro: {repro}", repro=repro)
+    trace = "".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:]
+    return Result(op, check.name, "check-error", ERROR,
+                  f"{head} an internal error of the kit, not the adapter's failure: "
+                  f"{describe_exception(exc)}\nplease report it with this traceback "
+                  f"(also in the JSON report)\nrepro: {repro}", repro=repro, traceback=trace)
 
 
 def versions(adapter: ResolvedAdapter) -> dict[str, str]:
@@ -146,12 +196,22 @@ def run(adapter: ResolvedAdapter, config: RunConfig,
     ctx = RunContext(adapter, invoker, config.profile, config.seed, config.tolerance,
                      config.case, config.framework_flag, run_flags=run_flags(config))
     results: list[Result] = []
+    stream, failed, stopped = iter_results(ctx, selected_checks(config)), 0, None
     try:
-        for r in iter_results(ctx, selected_checks(config)):
-            results.append(r)
-            if progress:
-                progress(r)
+        in_process = getattr(invoker, "mode", "inprocess") == "inprocess"
+        with crash_reports() if in_process else nullcontext():
+            for r in stream:
+                results.append(r)
+                if progress:
+                    progress(r)
+                failed += r.status == FAILED
+                if config.maxfail and failed >= config.maxfail:
+                    stopped = (f"stopped early after {failed} failure{'s' * (failed != 1)} "
+                               f"(--maxfail {config.maxfail}): the remaining checks and cases "
+                               f"were not run")
+                    break
     finally:
+        stream.close()  # a check stopped by --maxfail ends here, before its worker is closed
         invoker.close()
     info = RunInfo(
         adapter=adapter.spec, profile=config.profile.name, seed=config.seed,
@@ -165,6 +225,7 @@ def run(adapter: ResolvedAdapter, config: RunConfig,
         settings={"k": config.tolerance.k, "atol": config.tolerance.atol,
                   "isolate": getattr(invoker, "mode", "inprocess"),
                   "timeout": config.timeout, "only": list(config.only), "case": config.case,
+                  "maxfail": config.maxfail, "stopped_early": stopped,
                   **({"worker_memory": invoker.memory, "worker_restarts": invoker.restarts}
                      if getattr(invoker, "mode", None) == "subprocess" else {})},
     )

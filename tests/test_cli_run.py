@@ -24,7 +24,8 @@ CI_ISOLATION = () if importlib.util.find_spec("conformance.isolation") else (
 
 
 @pytest.mark.parametrize("profile", ["quick", "ci"])
-@pytest.mark.parametrize("adapter", ["numpy", "torch", "torch-math"])
+@pytest.mark.parametrize("adapter", ["numpy", pytest.param("torch", marks=pytest.mark.torch),
+                                     pytest.param("torch-math", marks=pytest.mark.torch)])
 def test_builtin_adapter_is_conformant(adapter, profile, tmp_path):
     extra = CI_ISOLATION if profile == "ci" else ()
     run = attnconf("run", "--adapter", adapter, "--profile", profile, *extra,
@@ -35,13 +36,14 @@ def test_builtin_adapter_is_conformant(adapter, profile, tmp_path):
     assert "verdict: CONFORMANT (conformant)" in run.out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["profile"] == profile and report["verdict"] == "conformant"
-    isolated = profile == "ci" and not CI_ISOLATION
-    assert report["settings"]["isolate"] == ("subprocess" if isolated else "inprocess")
+    # every profile runs the adapter in a worker process by default
+    assert report["settings"]["isolate"] == ("inprocess" if extra else "subprocess")
     checks = {r["check"] for r in report["results"] if r["status"] == "passed"}
     assert {"conventions", "output_contract", "golden", "numeric", "masked_keys",
             "fully_masked"} <= checks
 
 
+@pytest.mark.torch
 def test_kernel_with_uniform_empty_rows_fails_naming_fully_masked():
     run = attnconf("run", "--adapter", spec("uniform_rows"), "--framework", "torch")
     assert run.code == 1
@@ -52,6 +54,7 @@ def test_kernel_with_uniform_empty_rows_fails_naming_fully_masked():
     assert "FAILED sdpa / fully_masked: " in run.out  # the property agrees with the probe
 
 
+@pytest.mark.torch
 def test_the_same_kernel_declared_uniform_passes():
     run = attnconf("run", "--adapter", spec("uniform_rows_declared"))
     assert run.code == 0, run.out
@@ -60,6 +63,7 @@ def test_the_same_kernel_declared_uniform_passes():
     assert run.summary[1] == 0
 
 
+@pytest.mark.torch
 def test_kernel_with_bottom_right_causal_fails_naming_causal_alignment():
     run = attnconf("run", "--adapter", spec("bottom_right"))
     assert run.code == 1
@@ -138,3 +142,43 @@ def test_reports_parse_and_agree_with_the_summary_line(tmp_path):
     assert f"**{passed} passed, {failed} failed, {skipped} skipped**" in paths["md"].read_text()
     for path in paths.values():
         assert f"report written: {path}" in run.err
+
+
+def _outline(report: dict) -> list[tuple[str, str, str]]:
+    return [(r["check"], r["case"], r["status"]) for r in report["results"]]
+
+
+def test_maxfail_stops_after_n_failures_and_counts_only_what_ran(tmp_path):
+    user_file = tmp_path / "my_attention.py"
+    user_file.write_text(NO_SQRT_D_FILE)
+    adapter = f"{user_file}:attention"
+    attnconf("run", "--adapter", adapter, "--report", f"json:{tmp_path / 'all.json'}")
+    everything = json.loads((tmp_path / "all.json").read_text())
+    assert everything["settings"]["stopped_early"] is None
+    for flags, n in ((("-x",), 1), (("--maxfail", "3"), 3)):
+        report_path = tmp_path / f"stopped-{n}.json"
+        run = attnconf("run", "--adapter", adapter, *flags, "--report", f"json:{report_path}")
+        report = json.loads(report_path.read_text())
+        assert run.code == 1
+        # the run is the full run's beginning, up to and including its n-th failure
+        failures = [i for i, r in enumerate(everything["results"]) if r["status"] == "failed"]
+        assert len(failures) > n
+        assert _outline(report) == _outline(everything)[:failures[n - 1] + 1]
+        stopped = (f"stopped early after {n} failure{'s' if n > 1 else ''} (--maxfail {n}): "
+                   f"the remaining checks and cases were not run")
+        assert report["settings"]["stopped_early"] == stopped
+        passed, failed, skipped = run.summary
+        assert (passed, failed, skipped) == tuple(report["summary"][s] for s in
+                                                  ("passed", "failed", "skipped"))
+        assert failed == n
+        assert re.search(rf"^{passed} passed, {n} failed, {skipped} skipped.*; "
+                         rf"{re.escape(stopped)}$", run.out, re.M)
+        assert "verdict: NOT CONFORMANT" in run.out
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "abc", "1.5", ""])
+def test_maxfail_must_be_a_positive_integer(value):
+    run = attnconf("run", "--adapter", "numpy", "--maxfail", value)
+    assert run.code == 2
+    assert run.err == f"attnconf: error: --maxfail must be an integer ≥ 1, got {value}\n"
+    assert run.out == ""

@@ -45,24 +45,27 @@ def finish(tmp_path: Path, runs: dict[str, subprocess.Popen]) -> dict[str, dict]
 
 
 def without_isolate_flag(results: list[dict]) -> list[dict]:
-    flag = " --isolate subprocess"
-    return [{k: v.replace(flag, "") if isinstance(v, str) else v for k, v in r.items()}
-            for r in results]
+    def strip(text: str) -> str:
+        return text.replace(" --isolate subprocess", "").replace(" --isolate inprocess", "")
+
+    return [{k: strip(v) if isinstance(v, str) else v for k, v in r.items()} for r in results]
 
 
+@pytest.mark.torch
 def test_same_seed_same_verdict_across_runs_hash_seeds_and_isolation(tmp_path):
     runs = {}
     for spec, tag in (("numpy", "numpy"), (FAILING, "failing")):
         runs[f"{tag}-hash0"] = attnconf(tmp_path, f"{tag}-hash0", "--adapter", spec,
-                                        hash_seed="0")
+                                        "--isolate", "inprocess", hash_seed="0")
         runs[f"{tag}-hash123"] = attnconf(tmp_path, f"{tag}-hash123", "--adapter", spec,
                                           "--isolate", "subprocess", hash_seed="123")
     reports = finish(tmp_path, runs)
     for tag in ("numpy", "failing"):
         first, second = reports[f"{tag}-hash0"], reports[f"{tag}-hash123"]
-        # ids, statuses, errors, messages; the second run's repro lines repeat its
-        # explicit --isolate flag, which is the one intended difference
-        assert first["results"] == without_isolate_flag(second["results"]), tag
+        # ids, statuses, errors, messages; the repro lines repeat each run's explicit
+        # --isolate flag, which is the one intended difference
+        assert without_isolate_flag(first["results"]) == without_isolate_flag(
+            second["results"]), tag
         assert first["summary"] == second["summary"]
         assert (first["settings"]["isolate"], second["settings"]["isolate"]) == (
             "inprocess", "subprocess")
@@ -72,6 +75,7 @@ def test_same_seed_same_verdict_across_runs_hash_seeds_and_isolation(tmp_path):
     assert reports["failing-hash0"]["verdict"] == f"{len(failed)} failed"
 
 
+@pytest.mark.torch
 def test_a_report_is_enough_to_reproduce_its_run(tmp_path):
     data = finish(tmp_path, {"r": attnconf(tmp_path, "r", "--adapter", FAILING, "--seed", "7",
                                            "--only", "numeric", "conventions")})["r"]

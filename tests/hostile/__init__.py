@@ -13,6 +13,8 @@ each with ``status`` and a message matching ``cause``:
 * ``check:NAME``: the result of check NAME (one hypothesis-driven property).
 
 ``LOAD_ERRORS`` are specs that must be refused with exit status 2 and one line.
+Modules not in either table (``hangs_on_odd_keys``, ``segfaults_once``) have
+tests of their own in ``tests/test_hostile.py``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ ZOO: dict[str, Hostile] = {
         r"(.|\n)*Fatal Python error: Aborted(.|\n)*aborts\.py"),
     "exits_zero": Hostile(
         "calls sys.exit(0) mid-case", r"adapter raised SystemExit: 0", inprocess=True),
+    "segfaults": Hostile(
+        "dies of SIGSEGV, as a kernel reading out of bounds does",
+        r"crashed its worker process during the call: killed by signal 11 \(SIGSEGV\)"
+        r"(.|\n)*Fatal Python error: Segmentation fault(.|\n)*segfaults\.py"),
     "hard_exits": Hostile(
         "calls os._exit(0) mid-case",
         r"crashed its worker process during the call: exited with status 0"),
