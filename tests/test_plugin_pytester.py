@@ -61,7 +61,7 @@ def test_failing_adapter_gives_failing_items_with_the_harness_message(pytester):
         "--only scale_law --case 'hypothesis[[]float64[]]'",
         "*_ sdpa-numeric-plain _*",
         "sdpa / numeric: sdpa-plain[[]b2-h2-q7-k7-e16-float64[]] (seed *; mask='none') — output",
-        "tolerance: max|cand − ref64| ≤ k·max|ref_lowp − ref64| + atol = *",
+        "tolerance: max|cand − ref64| ≤ max(k·max|ref_lowp − ref64| + atol, conditioning) = *",
         "Mismatched elements: * / 448 (*%)",
         f"repro: attnconf run --adapter {adapter} --profile quick --seed 20260101 --only numeric "
         "--case 'sdpa-plain[[]b2-h2-q7-k7-e16-float64[]]'",

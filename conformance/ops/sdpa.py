@@ -15,10 +15,11 @@ import numpy as np
 
 from conformance import empty_rows
 from conformance.cases import AttentionShapes, Case, make_case, unique_cases
+from conformance.declare import DTYPES
 from conformance.frameworks import DTYPE_BY_NAME, OutputTypeError
 from conformance.ops import Expected, OpSpec, require
 from conformance.profiles import Profile
-from conformance.tolerance import Conditioning, finite_max_abs
+from conformance.tolerance import Conditioning, finite_max_abs, ulp
 from reference.sdpa import sdpa as reference_sdpa
 
 S = AttentionShapes
@@ -44,10 +45,35 @@ class Scenario:
 
 
 # Conditioning cases (docs/tolerance.md): logits and finite biases of magnitude 1e2 to 1e9,
-# each in the dtypes that represent it (float16 stops at 65504), O(1) spread within a row,
-# so every logit carries a rounding error of about u·|s| that softmax passes on.
+# O(1) spread within a row, so every logit carries a rounding error of about u·|s| that
+# softmax passes on.
+
+
+def resolving(offset: float) -> tuple[str, ...]:
+    """The dtypes whose numbers near ``offset`` are at most 1/16 apart, so a bias of that
+    size keeps a row's O(1) spread. Elsewhere (float32 at 1e9: spacing 64; bfloat16 at 1e2:
+    0.5) rounding the mask alone moves every logit by more than the spread: any convex
+    combination of the values is then an honest answer and the case could catch nothing."""
+    return tuple(d for d in DTYPES if ulp(d, offset) <= 1 / 16)
+
+
+def biased(name: str, offset: float) -> Scenario:
+    return Scenario(name, (SQUARE,), {"mask_offset": offset}, mask="float",
+                    features=("float_mask",), dtypes=resolving(offset))
+
+
 NO_FLOAT16 = ("float64", "float32", "bfloat16")
 CONDITIONING_SCENARIOS = (
+    biased("bias-minus-hundred", -1e2),
+    biased("bias-plus-ten-thousand", 1e4),
+    biased("bias-minus-billion", -1e9),
+    biased("bias-plus-billion", 1e9),
+    # the spread grows with the logits here: one-hot rows, representable up to float16's max
+    Scenario("logits-hundred", (SQUARE,), {"input_scale": 10.0}),
+    Scenario("logits-hundred-thousand", (SQUARE,), {"input_scale": 300.0}, dtypes=NO_FLOAT16),
+)
+
+SCENARIOS = (
     Scenario("bias-minus-hundred", (SQUARE,), {"mask_offset": -1e2}, mask="float",
              features=("float_mask",)),
     Scenario("bias-plus-ten-thousand", (SQUARE,), {"mask_offset": 1e4}, mask="float",
@@ -67,8 +93,7 @@ SCENARIOS = (
     Scenario("bool-mask-bcast", (WIDE,), mask="bool-bcast", features=("bool_mask",)),
     Scenario("float-mask-bcast", (WIDE,), mask="float-bcast", features=("float_mask",)),
     # a finite bias far below 0 is still a bias (only -inf hides): every logit near -1e5
-    Scenario("float-mask-far-negative", (SQUARE,), {"mask_offset": -1e5}, mask="float",
-             features=("float_mask",), dtypes=("float64", "float32", "bfloat16")),
+    biased("float-mask-far-negative", -1e5),
     *CONDITIONING_SCENARIOS,
     Scenario("causal", (SQUARE, WIDE, TALL, ODD), {"is_causal": True}, features=("causal",),
              core=True),
