@@ -16,7 +16,7 @@ from bench_reference import best_seconds, traced_peak_mib
 
 from reference import blocked_sdpa
 
-sdpa_module = importlib.import_module("reference.sdpa")
+sdpa_module = importlib.import_module("reference.scaled_dot_product")
 
 
 def plain_sdpa(*args, **kwargs):

@@ -3,7 +3,7 @@
 One table (metric, value, unit, target, met), every number measured in this run:
 
 * start-up: wall time of a fresh ``attnconf --help``, ``attnconf list`` and
-  ``python -c "import conformance.cli"`` (best of 3);
+  ``python -c "import conformance.frontends.cli"`` (best of 3);
 * ``attnconf run`` (CLI, subprocess): ``--profile quick --only numeric``: every
   numeric result of every op the adapter has, per second, counted from the
   header line (adapter resolved, torch imported) to exit, and over the whole
@@ -93,8 +93,8 @@ def startup_rows(rounds: int = 3) -> list[dict]:
     commands = {
         "start-up: attnconf --help": [_command("attnconf"), "--help"],
         "start-up: attnconf list": [_command("attnconf"), "list"],
-        "start-up: python -c 'import conformance.cli'": [sys.executable, "-c",
-                                                         "import conformance.cli"],
+        "start-up: python -c 'import conformance.frontends.cli'": [sys.executable, "-c",
+                                                         "import conformance.frontends.cli"],
     }
     rows = []
     for metric, cmd in commands.items():
@@ -156,7 +156,7 @@ def runner_tiny_row(spec: str, groups: dict[str, int], rounds: int = 3) -> dict:
     cache cleared before each of ``rounds`` passes; the best pass counts."""
     import importlib
 
-    from conformance.adapters import resolve
+    from conformance.adapters.load import resolve
     from conformance.checks import CHECKS, RunContext
     from conformance.profiles import PROFILES
     from conformance.runner import DEFAULT_SEED, RunConfig, make_invoker
@@ -240,7 +240,7 @@ def hypothesis_child(spec: str) -> dict:
     before them to their last."""
     from hypothesis.statistics import collector
 
-    from conformance.adapters import resolve
+    from conformance.adapters.load import resolve
     from conformance.checks.property_bodies import PROPERTIES
     from conformance.profiles import PROFILES
     from conformance.results import FAILED

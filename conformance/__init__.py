@@ -1,6 +1,6 @@
 """attention-conformance: the harness that checks attention implementations."""
 
-from conformance.declare import adapter
+from conformance.adapters.declare import adapter
 
 __version__ = "0.1.0"
 

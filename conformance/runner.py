@@ -13,22 +13,22 @@ import numpy as np
 from hypothesis.errors import Flaky
 
 import conformance
-from conformance.adapters import ResolvedAdapter, resolve
-from conformance.checks import CHECK_NAMES, CHECKS, Check, RunContext
-from conformance.checks.properties import PropertyFailure, property_dtype
-from conformance.checks.property_bodies import PROPERTIES
-from conformance.frameworks import OutputTypeError
-from conformance.invoke import (
+from conformance.adapters.frameworks import OutputTypeError
+from conformance.adapters.invoke import (
     AdapterError,
     InProcessInvoker,
     StopExamples,
     crash_reports,
     describe_exception,
 )
+from conformance.adapters.load import ResolvedAdapter, resolve
+from conformance.checks import CHECK_NAMES, CHECKS, Check, RunContext
+from conformance.checks.properties import PropertyFailure, property_dtype
+from conformance.checks.property_bodies import PROPERTIES
+from conformance.judging.tolerance import Tolerance
 from conformance.ops import Unsupported
 from conformance.profiles import PROFILES, Profile
 from conformance.results import ERROR, FAILED, SKIPPED, Result, RunInfo
-from conformance.tolerance import Tolerance
 
 DEFAULT_SEED = 20260101
 HYPOTHESIS_CHECKS = frozenset(p.name for p in PROPERTIES)
@@ -66,7 +66,7 @@ def resolve_adapter(spec: str, config: RunConfig, framework: str | None = None
     """Resolve ``spec`` the way the run will call it: under subprocess isolation the
     adapter is loaded in a worker only, never imported into this process."""
     if isolation_mode(config) == "subprocess":
-        from conformance.isolation import resolve_isolated
+        from conformance.adapters.isolated.process import resolve_isolated
 
         return resolve_isolated(spec, framework)
     return resolve(spec, framework=framework)
@@ -86,7 +86,7 @@ def timeout_range(config: RunConfig) -> tuple[float, float]:
 
 def make_invoker(adapter: ResolvedAdapter, config: RunConfig):
     if isolation_mode(config) == "subprocess":
-        from conformance.isolation import SubprocessInvoker
+        from conformance.adapters.isolated.process import SubprocessInvoker
 
         return SubprocessInvoker(adapter, timeout=config.timeout)
     if adapter.isolated:

@@ -15,8 +15,8 @@ from typing import NamedTuple
 import numpy as np
 from hypothesis import strategies as st
 
+from conformance.adapters.frameworks import DTYPE_BY_NAME
 from conformance.cases import AttentionShapes
-from conformance.frameworks import DTYPE_BY_NAME
 
 MASK_KINDS = ("none", "bool", "float")
 

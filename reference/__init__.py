@@ -8,17 +8,17 @@ from reference.additive import additive_attention
 from reference.alibi import alibi_slopes
 from reference.blocked import blocked_sdpa
 from reference.decode import decode_step
-from reference.encoder_layer import encoder_layer
-from reference.feed_forward import feed_forward
+from reference.encoder import encoder_layer
 from reference.multi_head import multi_head_attention
+from reference.position_wise import feed_forward
 from reference.positional import sinusoidal_positional_encoding
+from reference.projected_self_attention import self_attention
 from reference.relative_music import relative_attention, relative_attention_naive
 from reference.relative_shaw import shaw_relative_attention
 from reference.relative_t5 import t5_relative_bias, t5_relative_position_bucket
 from reference.rotary import rotary_embedding
-from reference.sdpa import sdpa
-from reference.sdpa_backward import sdpa_backward
-from reference.self_attention import self_attention
+from reference.scaled_dot_product import sdpa
+from reference.scaled_dot_product_backward import sdpa_backward
 
 VARIANTS = {
     "sdpa": sdpa,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference._common import check_float_array
-from reference.sdpa import sdpa
+from reference.scaled_dot_product import sdpa
 
 
 def _append(cache: np.ndarray, new: np.ndarray, names: tuple[str, str]) -> np.ndarray:

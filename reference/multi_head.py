@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference._common import check_float_array, is_float_dtype
-from reference.sdpa import sdpa
+from reference.scaled_dot_product import sdpa
 
 
 def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference._common import broadcasts_to, check_float_array
-from reference.sdpa import sdpa
+from reference.scaled_dot_product import sdpa
 
 
 def _checked(query, key, value, rel_embeddings) -> list[np.ndarray]:

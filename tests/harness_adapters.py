@@ -147,7 +147,7 @@ class CliRun(NamedTuple):
 
 def attnconf(*argv: str) -> CliRun:
     """``attnconf ARGV`` in this process (argparse's own exit, status 2, included)."""
-    from conformance.cli import main
+    from conformance.frontends.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -9,7 +9,7 @@ import shlex
 import pytest
 from harness_adapters import attnconf, attnconf_subprocess, spec
 
-from conformance.builtin_adapters import BUILTINS
+from conformance.adapters.builtin import BUILTINS
 from conformance.checks import CHECK_NAMES
 from conformance.ops import op_specs
 from conformance.profiles import PROFILES

@@ -4,7 +4,7 @@ declared data, and probed"; issue 14, "Every declaration runs").
 
 The honest adapters are the NumPy reference run with the declared options. Which
 ``fully_masked`` policy a row gets is decided here, independently of the kit's own
-attribution (conformance/empty_rows.py), from the rule the declare validation states:
+attribution (conformance/judging/empty_rows.py), from the rule the declare validation states:
 causality alone (bottom_right, Lq > Lk) → ``causal``; else the window alone → ``window``;
 else the attn_mask's dtype.
 """
@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 import conformance
-from conformance.adapters import resolve
+from conformance.adapters.load import resolve
 from conformance.profiles import PROFILES
 from conformance.results import FAILED, PASSED
 from conformance.runner import RunConfig, run
-from reference.sdpa import sdpa as reference_sdpa
+from reference.scaled_dot_product import sdpa as reference_sdpa
 
 FEATURES = ("bool_mask", "float_mask", "causal", "bottom_right", "gqa", "scale", "window",
             "mask_with_causal")

@@ -14,7 +14,7 @@ import pytest
 from mutants import CATCHES, MUTANTS
 
 from conformance.checks import CHECK_NAMES
-from conformance.matrix import detection_matrix, first_catches, render_markdown
+from conformance.frontends.matrix import detection_matrix, first_catches, render_markdown
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "detection-matrix.md"
 

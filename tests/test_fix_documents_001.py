@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from fixture_counts import assert_typed_verbatim, reproduce
 
-from conformance.fixturestore import default_root, entry_of, load_arrays
+from conformance.fixtures.store import default_root, entry_of, load_arrays
 from reference import VARIANTS, sdpa
 
 NOTEBOOK = "001_5c3bdce876f0754c.txt"
@@ -119,7 +119,7 @@ def test_manifest_names_source_code_and_bug():
     assert entry["notebook"] == NOTEBOOK and entry["seed"] == 23
     for name, meta in entry["arrays"].items():
         assert meta["source"].startswith(NOTEBOOK), name
-        assert meta["code"].startswith("conformance/fixturegen/notebook_001.py:"), name
+        assert meta["code"].startswith("conformance/fixtures/generate/notebook_001.py:"), name
     assert "1/sqrt(d_k)" in entry["arrays"]["alphas"]["bug"]
     assert any("scaling" in bug for bug in entry["bugs"])
 

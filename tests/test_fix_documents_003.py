@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from fixture_counts import assert_typed_verbatim, reproduce, tokens
 
-from conformance.fixturestore import default_root, entry_of, load_arrays
+from conformance.fixtures.store import default_root, entry_of, load_arrays
 from reference import sdpa
 
 NOTEBOOK = "003_4ddf67070c98d8b5.txt"

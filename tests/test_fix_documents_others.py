@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fixture_counts import reproduce, tokens, unreproducible
 
-from conformance.fixturestore import default_root, entry_of, load_arrays
+from conformance.fixtures.store import default_root, entry_of, load_arrays
 from reference import sdpa
 
 SEEDS = Path(os.environ.get("ATTNCONF_SEEDS", Path(__file__).resolve().parents[2] / "shared"

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import reference
-from conformance.fixturegen import golden
-from conformance.fixturestore import default_root, load_arrays, read_manifest
+from conformance.fixtures.generate import golden_writer as golden
+from conformance.fixtures.store import default_root, load_arrays, read_manifest
 
 GOLDEN = default_root() / "golden"
 MANIFEST = read_manifest(GOLDEN)

@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 
 import conformance
-from conformance import fixturestore
-from conformance.fixturecli import add_fixtures_parser, main
-from conformance.fixturegen import regenerate
-from conformance.fixturestore import (
+from conformance.fixtures import store as fixturestore
+from conformance.fixtures.generate import regenerate
+from conformance.fixtures.store import (
     FixtureError,
     default_root,
     load_arrays,
@@ -28,6 +27,7 @@ from conformance.fixturestore import (
     save_arrays,
     verify,
 )
+from conformance.frontends.fixtures_cli import add_fixtures_parser, main
 
 ROOT = default_root()
 

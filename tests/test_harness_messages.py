@@ -1,4 +1,4 @@
-"""The one failure-message format (conformance/compare.py), word for word.
+"""The one failure-message format (conformance/judging/compare.py), word for word.
 
 A constructed mismatch pins every line: the tolerance with k and atol and
 where each came from, ``Mismatched elements: k / n (p%)``, the first indices
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from harness_adapters import attnconf, spec
 
-from conformance.compare import check_contract, compare
-from conformance.tolerance import Bound, Tolerance, bound_for
+from conformance.judging.compare import check_contract, compare
+from conformance.judging.tolerance import Bound, Tolerance, bound_for
 
 EXPECTED = np.array([[0.5, -1.25, 0.0], [2.0, np.inf, 1.0]])
 LOWP = EXPECTED + np.array([[1e-6, 0.0, 0.0], [0.0, 0.0, 0.0]])  # a same-precision error of 1e-6

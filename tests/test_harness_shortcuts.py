@@ -11,10 +11,10 @@ import os
 import numpy as np
 import pytest
 
-from conformance.adapters import load_object, resolve
+from conformance.adapters.invoke import InProcessInvoker
+from conformance.adapters.load import load_object, resolve
 from conformance.checks import RunContext
 from conformance.checks.property_bodies import PROPERTIES
-from conformance.invoke import InProcessInvoker
 from conformance.profiles import PROFILES
 
 properties = importlib.import_module("conformance.checks.properties")

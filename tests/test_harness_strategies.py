@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conformance.adapters.frameworks import DTYPE_BY_NAME
 from conformance.cases import AttentionShapes
-from conformance.frameworks import DTYPE_BY_NAME
 from conformance.strategies import (
     MASK_KINDS,
     AttentionProblem,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from harness_adapters import attnconf, spec
 
-from conformance.declare import DTYPES, OPS
-from conformance.frameworks import eps
-from conformance.tolerance import (
+from conformance.adapters.declare import DTYPES, OPS
+from conformance.adapters.frameworks import eps
+from conformance.judging.tolerance import (
     ATOL_UNITS,
     DEFAULT_K,
     OVERRIDES,
@@ -100,7 +100,7 @@ def test_a_looser_atol_is_applied(tmp_path):
 @pytest.mark.parametrize("k, atol", [(float("nan"), None), (2.0, float("nan")), (-1.0, None),
                                      (2.0, -1.0)])
 def test_a_nan_or_negative_k_or_atol_never_passes(k, atol):
-    from conformance.compare import compare
+    from conformance.judging.compare import compare
 
     ref = np.array([0.25, -0.5, 1.5])
     bound = bound_for("sdpa", "float32", ref, ref + 1e-7, Tolerance(k=k, atol=atol))
@@ -109,8 +109,8 @@ def test_a_nan_or_negative_k_or_atol_never_passes(k, atol):
 
 
 def test_a_nan_error_fails_and_the_side_tables_live_in_the_one_table():
-    from conformance.compare import compare
-    from conformance.tolerance import CONVEX_HULL_UNITS, PROBE_RTOL, PROPERTY_UNITS
+    from conformance.judging.compare import compare
+    from conformance.judging.tolerance import CONVEX_HULL_UNITS, PROBE_RTOL, PROPERTY_UNITS
 
     ref = np.array([0.25, -0.5])
     assert not compare(np.array([0.25, np.nan]), ref, bound_for(
@@ -119,7 +119,7 @@ def test_a_nan_error_fails_and_the_side_tables_live_in_the_one_table():
 
 
 def test_the_conditioning_term_covers_logits_rounded_at_their_magnitude():
-    from conformance.tolerance import Conditioning, conditioning_terms
+    from conformance.judging.tolerance import Conditioning, conditioning_terms
 
     ref = np.array([0.25, -0.5, 1.5])
     far = Conditioning(logit_magnitude=1e5, dot_magnitude=8.0, value_spread=1.0,

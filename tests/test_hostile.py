@@ -20,12 +20,13 @@ import pytest
 from hostile import LOAD_ERRORS, ZOO, Hostile
 from hostile._honest import TRIGGER_ID
 
-from conformance import cli, wire
-from conformance.adapters import AdapterLoadError, describe, from_description, resolve
+from conformance.adapters.frameworks import OutputTypeError
+from conformance.adapters.invoke import HANG_BUDGET, NotRun, StopExamples, dispatch
+from conformance.adapters.isolated import wire
+from conformance.adapters.isolated.process import SubprocessInvoker, WorkerCrashed, resolve_isolated
+from conformance.adapters.load import AdapterLoadError, describe, from_description, resolve
 from conformance.checks import CHECK_NAMES
-from conformance.frameworks import OutputTypeError
-from conformance.invoke import HANG_BUDGET, NotRun, StopExamples, dispatch
-from conformance.isolation import SubprocessInvoker, WorkerCrashed, resolve_isolated
+from conformance.frontends import cli
 from conformance.ops import op_specs
 from conformance.profiles import PROFILES
 from conformance.results import PASSED
@@ -170,7 +171,7 @@ def test_patched_numpy_and_reference_stay_in_the_worker(tmp_path, capsys):
         assert got.code == 1
     import reference
 
-    assert reference.sdpa.__code__.co_filename.endswith("sdpa.py")
+    assert reference.sdpa.__code__.co_filename.endswith("scaled_dot_product.py")
     assert reference.sdpa.__name__ == "sdpa" and np.allclose.__module__ == "numpy"
     assert not np.allclose(0.0, 1.0)
 

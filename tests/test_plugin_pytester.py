@@ -15,8 +15,8 @@ from xml.etree import ElementTree as ET
 import pytest
 from harness_adapters import spec
 
-from conformance.adapters import resolve
-from conformance.plugin import groups
+from conformance.adapters.load import resolve
+from conformance.frontends.plugin import groups
 from conformance.profiles import PROFILES
 from conformance.runner import RunConfig
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from conformance.cli import main
+from conformance.frontends.cli import main
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

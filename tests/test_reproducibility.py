@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import conformance
-from conformance import cli, fixturestore, report
+from conformance.fixtures import store as fixturestore
+from conformance.frontends import cli, report
 from conformance.results import FAILED, PASSED, SKIPPED, Result, RunInfo, verdict
 
 TESTS = Path(__file__).resolve().parent

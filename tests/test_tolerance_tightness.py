@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from correct import CORRECT  # tests/ is on sys.path (tests/conftest.py)
 
+from conformance.judging.tolerance import Tolerance, bound_for
 from conformance.ops.sdpa import build_cases, expected, make_inputs
 from conformance.profiles import PROFILES
 from conformance.runner import DEFAULT_SEED
-from conformance.tolerance import Tolerance, bound_for
 
 # kernels that form the logits s + bias in another order than the reference: their rounding
 # of each logit is independent of ref64's, which is what the bound is about

@@ -23,10 +23,10 @@ from harness_adapters import attnconf, spec
 from hypothesis.errors import FlakyFailure
 
 from conformance import runner
-from conformance.adapters import resolve
+from conformance.adapters.invoke import AdapterError, InProcessInvoker
+from conformance.adapters.load import resolve
 from conformance.checks import CHECKS, Check, RunContext, properties
 from conformance.checks.property_bodies import PROPERTIES
-from conformance.invoke import AdapterError, InProcessInvoker
 from conformance.ops import Unsupported
 from conformance.profiles import PROFILES
 from conformance.results import (
@@ -267,7 +267,7 @@ QUICK = ("--attn-profile", "quick", "-p", "no:cacheprovider")
 
 
 def test_plugin_kit_error_is_an_error_of_its_item(pytester, monkeypatch):
-    from conformance import plugin
+    from conformance.frontends import plugin
 
     numeric = next(c for c in CHECKS if c.name == "numeric")
     monkeypatch.setattr(plugin, "CHECKS", (BROKEN, numeric))

@@ -21,8 +21,8 @@ from correct.numpy_ops import NUMPY_OPS
 from correct.numpy_sdpa import einsum_sdpa
 from mutants import BUGS, CATCHES, MUTANTS, TRIGGERS, _base, _base_ops
 
+from conformance.adapters.declare import declaration_of
 from conformance.checks import CHECK_NAMES
-from conformance.declare import declaration_of
 
 NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16,
                 "bfloat16": ml_dtypes.bfloat16}

@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.adapters import ResolvedAdapter
+from conformance.adapters.frameworks import OutputTypeError
+from conformance.adapters.invoke import AdapterError, Outcome
+from conformance.adapters.load import ResolvedAdapter
 from conformance.cases import Case
-from conformance.frameworks import OutputTypeError
-from conformance.invoke import AdapterError, Outcome
+from conformance.judging.tolerance import Tolerance
 from conformance.ops import Unsupported
 from conformance.profiles import Profile
 from conformance.results import FAILED, PASSED, SKIPPED, Result
-from conformance.tolerance import Tolerance
 
 
 @dataclass

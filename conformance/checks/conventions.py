@@ -15,12 +15,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from conformance.adapters.frameworks import DTYPE_BY_NAME
 from conformance.checks.base import RunContext, guarded_call, headline, result
-from conformance.empty_rows import accepting_policy, policy_for
-from conformance.frameworks import DTYPE_BY_NAME
+from conformance.judging.empty_rows import accepting_policy, policy_for
+from conformance.judging.tolerance import PROBE_RTOL
 from conformance.results import FAILED, PASSED, SKIPPED, Result
-from conformance.tolerance import PROBE_RTOL
-from reference.sdpa import sdpa as reference_sdpa
+from reference.scaled_dot_product import sdpa as reference_sdpa
 
 PROBE_SEED = 20240607
 
@@ -141,7 +141,7 @@ def _causal_rows_call(ctx: RunContext) -> dict | None:
 
 
 def _row_probes(ctx: RunContext) -> dict[str, dict]:
-    """Per mask kind the adapter supports (conformance.empty_rows.KINDS): the keyword
+    """Per mask kind the adapter supports (conformance.judging.empty_rows.KINDS): the keyword
     arguments of a probe call whose empty rows that kind hid (attn_mask drawn later)."""
     features = ctx.adapter.ops["sdpa"].features
     probes = {kind: {"attn_mask": kind} for kind in ("bool", "float")

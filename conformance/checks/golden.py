@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from conformance.adapters.frameworks import dtype_name
 from conformance.checks.base import RunContext, guarded_call, headline, result
-from conformance.compare import check_contract, compare
-from conformance.empty_rows import EmptyRows, explain, explanation_origin, policy_for
-from conformance.empty_rows import find as find_empty_rows
-from conformance.frameworks import dtype_name
+from conformance.judging.compare import check_contract, compare
+from conformance.judging.empty_rows import EmptyRows, explain, explanation_origin, policy_for
+from conformance.judging.empty_rows import find as find_empty_rows
+from conformance.judging.tolerance import bound_for
 from conformance.results import FAILED, PASSED, SKIPPED, Result
-from conformance.tolerance import bound_for
-from reference.sdpa import sdpa as reference_sdpa
+from reference.scaled_dot_product import sdpa as reference_sdpa
 
 OPTION_FEATURES = {"is_causal": "causal", "scale": "scale", "enable_gqa": "gqa",
                    "window": "window", "softcap": "softcap", "alibi_slopes": "alibi",
@@ -33,7 +33,7 @@ NOT_SENT = ("return_lse", "return_weights", "fully_masked", "causal_alignment")
 
 
 def _golden_dir() -> Path:
-    from conformance.fixturestore import default_root
+    from conformance.fixtures.store import default_root
 
     return default_root() / "golden"
 
@@ -168,7 +168,7 @@ def _judge_case(ctx: RunContext, op: str, case_id: str, entry: dict, arrays: dic
 
 def golden(ctx: RunContext, op: str) -> Iterator[Result]:
     """The adapter reproduces the pinned golden sdpa outputs (sha256-verified fixtures)."""
-    from conformance.fixturestore import FixtureError, load_arrays, read_manifest
+    from conformance.fixtures.store import FixtureError, load_arrays, read_manifest
 
     directory = _golden_dir()
     try:

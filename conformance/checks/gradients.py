@@ -12,10 +12,10 @@ import numpy as np
 
 from conformance.cases import make_case
 from conformance.checks.base import RunContext, guarded_call, headline, result
-from conformance.compare import check_contract, compare
+from conformance.judging.compare import check_contract, compare
+from conformance.judging.tolerance import bound_for
 from conformance.ops import op_specs
 from conformance.results import FAILED, PASSED, SKIPPED, Result
-from conformance.tolerance import bound_for
 
 
 def gradients(ctx: RunContext, op: str) -> Iterator[Result]:

@@ -12,15 +12,15 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from conformance.adapters.frameworks import OutputTypeError
 from conformance.cases import Case
 from conformance.checks.base import RunContext, guarded_call, headline, result
-from conformance.compare import check_contract, compare
-from conformance.empty_rows import explain, explanation_origin
-from conformance.frameworks import OutputTypeError
+from conformance.judging.compare import check_contract, compare
+from conformance.judging.empty_rows import explain, explanation_origin
+from conformance.judging.tolerance import bound_for
 from conformance.ops import Unsupported, op_specs
 from conformance.profiles import Profile
 from conformance.results import FAILED, PASSED, SKIPPED, Result
-from conformance.tolerance import bound_for
 
 
 def _case_size(case: Case) -> int:

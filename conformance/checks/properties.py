@@ -19,13 +19,13 @@ from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable
 from hypothesis.reporting import with_reporter
 from hypothesis.strategies import SearchStrategy
 
+from conformance.adapters.frameworks import OutputTypeError, eps
+from conformance.adapters.invoke import AdapterError, Outcome
 from conformance.checks.base import RunContext, headline, result
-from conformance.frameworks import OutputTypeError, eps
-from conformance.invoke import AdapterError, Outcome
+from conformance.judging.tolerance import PROPERTY_UNITS  # the one tolerance table
 from conformance.ops import Unsupported
 from conformance.results import FAILED, PASSED, SKIPPED, Result
 from conformance.strategies import AttentionProblem, attention_problems, attention_shapes
-from conformance.tolerance import PROPERTY_UNITS  # the one tolerance table
 
 
 class PropertyFailure(AssertionError):

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from conformance.adapters.frameworks import DTYPE_BY_NAME, eps
 from conformance.checks.base import RunContext
 from conformance.checks.properties import (
     Property,
@@ -16,9 +17,8 @@ from conformance.checks.properties import (
     sdpa,
     sdpa_outcome,
 )
-from conformance.frameworks import DTYPE_BY_NAME, eps
+from conformance.judging.tolerance import CONVEX_HULL_UNITS
 from conformance.strategies import AttentionProblem, materialize
-from conformance.tolerance import CONVEX_HULL_UNITS
 
 HUGE = {"float64": 1e4, "float32": 1e4, "float16": 60.0, "bfloat16": 60.0}
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from conformance.adapters.frameworks import OutputTypeError
 from conformance.cases import Case, make_case, unique_cases
-from conformance.frameworks import OutputTypeError
 from conformance.ops import Expected, OpSpec, Unsupported
 from conformance.profiles import Profile
 

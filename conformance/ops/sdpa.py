@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from conformance import empty_rows
+from conformance.adapters.declare import DTYPES
+from conformance.adapters.frameworks import DTYPE_BY_NAME, OutputTypeError
 from conformance.cases import AttentionShapes, Case, make_case, unique_cases
-from conformance.declare import DTYPES
-from conformance.frameworks import DTYPE_BY_NAME, OutputTypeError
+from conformance.judging import empty_rows
+from conformance.judging.tolerance import Conditioning, finite_max_abs, ulp
 from conformance.ops import Expected, OpSpec, require
 from conformance.profiles import Profile
-from conformance.tolerance import Conditioning, finite_max_abs, ulp
-from reference.sdpa import sdpa as reference_sdpa
+from reference.scaled_dot_product import sdpa as reference_sdpa
 
 S = AttentionShapes
 ONE = S((), 1, 1, 1, 1, 8, 8)
@@ -245,7 +245,7 @@ def conditioning_of(qkv: list[np.ndarray], lse: np.ndarray, mask64, kwargs: dict
 
 def expected(inputs: dict[str, Any], case: Case, conventions: dict[str, Any]) -> list[Expected]:
     """The reference under the adapter's conventions: each row with no visible key follows
-    the ``fully_masked`` policy of what hid it (``conformance.empty_rows``); rows held to
+    the ``fully_masked`` policy of what hid it (``conformance.judging.empty_rows``); rows held to
     ``any`` are ignored."""
     kwargs = reference_kwargs(case, conventions)
     q, k, v = (inputs[n] for n in ("query", "key", "value"))

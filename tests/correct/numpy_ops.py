@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import conformance
-from conformance.declare import declaration_of
+from conformance.adapters.declare import declaration_of
 
 from ._visibility import to_float, visibility
 from .numpy_sdpa import ALL_DTYPES, einsum_sdpa

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from reference.sdpa_backward import sdpa_backward  # noqa: E402
+from reference.scaled_dot_product_backward import sdpa_backward  # noqa: E402
 
 ATOL = 1e-10
 
@@ -109,7 +109,7 @@ def test_fully_masked_row_has_zero_query_grad() -> None:
 
 def test_backward_against_finite_differences() -> None:
     """Independent of torch: central differences of a loss ⟨grad, sdpa(...)⟩."""
-    from reference.sdpa import sdpa
+    from reference.scaled_dot_product import sdpa
 
     rng = np.random.default_rng(20)
     q, k, v = rng.standard_normal((2, 3, 4)), rng.standard_normal((1, 5, 4)), rng.standard_normal(

@@ -10,11 +10,11 @@ import pytest
 # ``reference`` may resolve to the tests/reference namespace directory
 from reference.blocked import blocked_sdpa
 from reference.decode import decode_step
-from reference.encoder_layer import EncoderLayerWeights, encoder_layer
-from reference.feed_forward import feed_forward
+from reference.encoder import EncoderLayerWeights, encoder_layer
 from reference.multi_head import multi_head_attention
-from reference.sdpa import sdpa
-from reference.sdpa_backward import sdpa_backward
+from reference.position_wise import feed_forward
+from reference.scaled_dot_product import sdpa
+from reference.scaled_dot_product_backward import sdpa_backward
 
 _rng = np.random.default_rng(0)
 Q = _rng.standard_normal((2, 4, 5, 8))  # (B, Hq, Lq, E)

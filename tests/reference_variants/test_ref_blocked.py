@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reference.blocked import blocked_sdpa
-from reference.sdpa import sdpa
+from reference.scaled_dot_product import sdpa
 
 ATOL = 1e-12
 

@@ -18,7 +18,7 @@ import pytest
 
 from reference.blocked import THREADS_ENV, blocked_sdpa, default_threads
 
-sdpa_module = importlib.import_module("reference.sdpa")
+sdpa_module = importlib.import_module("reference.scaled_dot_product")
 plain_sdpa = sdpa_module.sdpa
 RTOL64 = 1e-13
 

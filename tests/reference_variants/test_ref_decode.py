@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reference.decode import decode_step
-from reference.sdpa import sdpa
+from reference.scaled_dot_product import sdpa
 
 ATOL = 1e-12
 

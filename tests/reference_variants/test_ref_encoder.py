@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from reference.encoder_layer import EncoderLayerWeights, encoder_layer  # noqa: E402
-from reference.feed_forward import feed_forward  # noqa: E402
+from reference.encoder import EncoderLayerWeights, encoder_layer  # noqa: E402
+from reference.position_wise import feed_forward  # noqa: E402
 
 ATOL = 1e-12
 D_MODEL, HEADS, D_FF, LENGTH, BATCH = 8, 2, 16, 5, 3

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reference.relative_music import relative_attention, relative_attention_naive
-from reference.sdpa import sdpa
+from reference.scaled_dot_product import sdpa
 
 
 def _loop(q, k, v, emb):

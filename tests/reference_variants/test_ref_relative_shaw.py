@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reference.relative_shaw import shaw_relative_attention as shaw
-from reference.sdpa import sdpa
+from reference.scaled_dot_product import sdpa
 
 
 def _loop(q, k, v, rel_k, rel_v, max_distance, causal):

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 attention_bias = pytest.importorskip("torch.nn.attention.bias")
 
-from reference.sdpa import sdpa  # noqa: E402
+from reference.scaled_dot_product import sdpa  # noqa: E402
 
 ATOL = 1e-12  # float64 against float64: a few ulps of O(1) outputs
 

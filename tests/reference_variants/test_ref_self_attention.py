@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference.self_attention import self_attention
+from reference.projected_self_attention import self_attention
 
 
 def _notebook_formula(x, w_q, w_k, w_v, scale):

@@ -1,0 +1,1 @@
+"""Adapters: declaring, loading and calling an implementation (in process or in a worker)."""

@@ -1,0 +1,3 @@
+"""Judging one output: the tolerance model and the comparison that gives a verdict and its
+message.
+"""
