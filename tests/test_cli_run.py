@@ -17,8 +17,9 @@ from xml.etree import ElementTree as ET
 import pytest
 from harness_adapters import NO_SQRT_D_FILE, attnconf, attnconf_subprocess, spec
 
-# The ci profile runs the adapter in a worker process once conformance.adapters.isolated.process exists;
-# until then it is run in-process, so this test does not wait on that module.
+# The ci profile runs the adapter in a worker process once
+# conformance.adapters.isolated.process exists; until then it is run in-process, so this
+# test does not wait on that module.
 CI_ISOLATION = () if importlib.util.find_spec("conformance.adapters.isolated.process") else (
     "--isolate", "inprocess")
 

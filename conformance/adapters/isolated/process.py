@@ -191,7 +191,8 @@ def worker_main(argv: list[str]) -> None:
 # -- the parent side ----------------------------------------------------------------------
 
 _BOOTSTRAP = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
-              "from conformance.adapters.isolated.process import worker_main; worker_main(sys.argv[2:])")
+              "from conformance.adapters.isolated.process import worker_main; "
+              "worker_main(sys.argv[2:])")
 
 
 class RemoteTraceback(Exception):
