@@ -21,8 +21,9 @@ from conformance.profiles import Profile
 
 class Expected(NamedTuple):
     """One expected output: float64 reference, reference in the case dtype, ignored elements,
-    and (sdpa) its rows with no visible key (``conformance.judging.empty_rows.EmptyRows``) and what
-    the tolerance's conditioning term needs to know (``conformance.judging.tolerance.Conditioning``)."""
+    and (sdpa) its rows with no visible key (``conformance.judging.empty_rows.EmptyRows``)
+    and what the tolerance's conditioning term needs to know
+    (``conformance.judging.tolerance.Conditioning``)."""
 
     name: str
     ref64: np.ndarray
@@ -30,7 +31,8 @@ class Expected(NamedTuple):
     dtype: Any
     ignore: np.ndarray | None = None
     empty_rows: Any = None
-    conditioning: Any = None  # conformance.judging.tolerance.Conditioning: the forward-error bound's inputs
+    # conformance.judging.tolerance.Conditioning: the forward-error bound's inputs
+    conditioning: Any = None
 
 
 class Unsupported(Exception):
