@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 
 from conformance.adapters.frameworks import DTYPE_BY_NAME
 from conformance.cases import AttentionShapes
+from conformance.vocabulary import MASK_KINDS
 
-MASK_KINDS = ("none", "bool", "float")
+# the masks a drawn problem may carry: none, or a vocabulary mask kind that is an array
+MASK_CHOICES = ("none", *(kind for kind in MASK_KINDS if kind != "causal"))
 
 
 class AttentionProblem(NamedTuple):
@@ -108,8 +110,8 @@ def attention_problems(
     if not isinstance(dtype, st.SearchStrategy) and dtype not in DTYPE_BY_NAME:
         raise ValueError(f"dtype must be one of {list(DTYPE_BY_NAME)} or a strategy of them, "
                          f"got {dtype!r}")
-    if not isinstance(mask, st.SearchStrategy) and mask not in MASK_KINDS:
-        raise ValueError(f"mask must be one of {list(MASK_KINDS)} or a strategy of them, "
+    if not isinstance(mask, st.SearchStrategy) and mask not in MASK_CHOICES:
+        raise ValueError(f"mask must be one of {list(MASK_CHOICES)} or a strategy of them, "
                          f"got {mask!r}")
     shapes_st = attention_shapes() if shapes is None else _as_strategy(shapes)
     return st.builds(AttentionProblem, shapes_st, _as_strategy(dtype),

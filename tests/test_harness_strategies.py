@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from conformance.adapters.frameworks import DTYPE_BY_NAME
 from conformance.cases import AttentionShapes
 from conformance.strategies import (
-    MASK_KINDS,
+    MASK_CHOICES,
     AttentionProblem,
     attention_problems,
     attention_shapes,
@@ -75,7 +75,7 @@ def test_gqa_shapes_group_query_heads_and_equal_lengths_hold(shapes):
 
 @FEW
 @given(attention_problems(dtype=st.sampled_from(list(DTYPE_BY_NAME)),
-                          mask=st.sampled_from(MASK_KINDS)))
+                          mask=st.sampled_from(MASK_CHOICES)))
 def test_materialize_is_deterministic_and_well_formed(problem):
     first, second = materialize(problem), materialize(problem)
     assert first.keys() == second.keys()

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from harness_adapters import attnconf, spec
 
-from conformance.adapters.declare import DTYPES, OPS
 from conformance.adapters.frameworks import eps
 from conformance.judging.tolerance import (
     ATOL_UNITS,
@@ -19,6 +18,7 @@ from conformance.judging.tolerance import (
     atol_for,
     bound_for,
 )
+from conformance.vocabulary import DTYPES, OPS
 
 
 def test_one_table_keyed_by_dtype_with_reasoned_overrides():

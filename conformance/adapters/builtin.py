@@ -10,7 +10,8 @@ import contextlib
 from types import SimpleNamespace
 from typing import Any
 
-from conformance.adapters.declare import FEATURES, adapter
+from conformance.adapters.declare import adapter
+from conformance.vocabulary import FEATURES
 
 TORCH_SDPA_FEATURES = ("bool_mask", "float_mask", "causal", "scale", "gqa", "dropout")
 

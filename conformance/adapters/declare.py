@@ -14,54 +14,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-OPS = (
-    "sdpa",
-    "sdpa_backward",
-    "multi_head_attention",
-    "rotary_embedding",
-    "alibi_slopes",
-    "relative_attention",
-    "additive_attention",
-    "decode_step",
+from conformance.vocabulary import (
+    CONVENTIONS,
+    DTYPES,
+    FEATURES,
+    MASK_KIND_MEANINGS,
+    MASK_KINDS,
 )
-
-FEATURES = (
-    "bool_mask",
-    "float_mask",
-    "causal",
-    "bottom_right",
-    "gqa",
-    "scale",
-    "window",
-    "softcap",
-    "alibi",
-    "sinks",
-    "dropout",
-    "lse",
-    "mask_with_causal",
-)
-
-DTYPES = ("float64", "float32", "float16", "bfloat16")
-
-CONVENTIONS = {
-    "causal_alignment": ("top_left", "bottom_right"),
-    "fully_masked": ("zeros", "nan", "uniform", "any"),
-    "masked_nonfinite": ("ignored", "propagates"),
-}
-
-# torch's behaviour: what a plain callable (torch's signature) is held to.
-DEFAULT_CONVENTIONS = {
-    "causal_alignment": "top_left",
-    "fully_masked": "zeros",
-    "masked_nonfinite": "propagates",
-}
-
-# What can hide every key of a row, the keys of a ``fully_masked`` mapping (the rule that
-# attributes a row to one of them: conformance/judging/empty_rows.py). A kind left out is zeros.
-MASK_KINDS = ("bool", "float", "causal", "window")
-MASK_KIND_MEANINGS = ("'bool' (a bool attn_mask hid the row), 'float' (-inf in a float "
-                      "attn_mask), 'causal' (is_causal alone: bottom_right with Lq > Lk), "
-                      "'window' (the window alone)")
 
 
 @dataclass(frozen=True)

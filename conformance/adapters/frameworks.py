@@ -12,6 +12,8 @@ from typing import Any, Protocol
 import ml_dtypes
 import numpy as np
 
+from conformance.errors import OutputTypeError as OutputTypeError
+
 DTYPE_BY_NAME = {
     "float64": np.dtype(np.float64),
     "float32": np.dtype(np.float32),
@@ -38,10 +40,6 @@ class Framework(Protocol):
     def to_numpy(self, value: Any) -> np.ndarray: ...
 
     def version(self) -> str: ...
-
-
-class OutputTypeError(TypeError):
-    """The adapter returned something that is not an array of its framework."""
 
 
 class NumpyFramework:

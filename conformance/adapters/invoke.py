@@ -29,31 +29,8 @@ import numpy as np
 
 from conformance.adapters.frameworks import OutputTypeError
 from conformance.adapters.load import ResolvedAdapter
+from conformance.errors import AdapterError, NotRun, StopExamples, WorkerLost
 from conformance.ops import Unsupported
-
-
-class AdapterError(Exception):
-    """The adapter raised; ``str()`` names the exception type and its text."""
-
-
-class WorkerLost(AdapterError):
-    """The call did not come back: it timed out, or its worker process died."""
-
-
-class NotRun(AdapterError):
-    """A call the kit did not make: its op had used up its hang budget."""
-
-
-class StopExamples(BaseException):
-    """An isolating invoker's failure (a timeout, a dead worker) while it is told that a
-    hypothesis-driven check is calling: a BaseException, so hypothesis stops at once rather
-    than shrink, which would cost a timeout or a worker restart per example. ``error`` is
-    the AdapterError it stands for; the runner turns it into that check's failed result."""
-
-    def __init__(self, error: AdapterError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
 
 MESSAGE_LIMIT = 2000  # characters of an adapter's exception text kept in a result
 

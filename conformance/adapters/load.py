@@ -23,16 +23,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from conformance.adapters.declare import (
-    DEFAULT_CONVENTIONS,
-    DTYPES,
-    FEATURES,
-    OPS,
-    Declaration,
-    declaration_of,
-)
+from conformance.adapters.declare import Declaration, declaration_of
 from conformance.adapters.declare import _check_conventions as valid_conventions
 from conformance.adapters.frameworks import Framework, framework_for
+from conformance.errors import AdapterLoadError as AdapterLoadError
+from conformance.vocabulary import DEFAULT_CONVENTIONS, DTYPES, FEATURES, OPS
 
 ENTRY_POINT_GROUP = "attention_conformance.adapters"
 
@@ -52,10 +47,6 @@ PARAM_FEATURES = {
 }
 TORCH_PARAMS = ("attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 DECLARED_ONLY = frozenset({"mask_with_causal"})
-
-
-class AdapterLoadError(Exception):
-    """The spec cannot give an adapter; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ one row here.
 
 from __future__ import annotations
 
-from conformance.adapters.declare import OPS
 from conformance.checks.base import Check, RunContext
 from conformance.checks.conventions import conventions
 from conformance.checks.golden import golden
@@ -14,6 +13,7 @@ from conformance.checks.gradients import gradients
 from conformance.checks.numeric import numeric, output_contract
 from conformance.checks.properties import check_property
 from conformance.checks.property_bodies import PROPERTIES
+from conformance.vocabulary import OPS
 
 CHECKS: tuple[Check, ...] = (
     Check("conventions", ("sdpa",), conventions,

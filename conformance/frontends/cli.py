@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from conformance.adapters.load import AdapterLoadError
 from conformance.checks import CHECKS
+from conformance.errors import UsageError as UsageError
 from conformance.frontends.report import parse_report_spec, to_text, write_report
 from conformance.judging.tolerance import DEFAULT_K, Tolerance
 from conformance.profiles import PROFILES
@@ -29,10 +30,6 @@ from conformance.runner import (
     run,
     timeout_range,
 )
-
-
-class UsageError(Exception):
-    """A mistake in the command line or the environment: exit 2, one line."""
 
 
 def _run_parser(sub) -> None:

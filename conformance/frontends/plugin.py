@@ -26,6 +26,7 @@ import pytest
 
 from conformance.adapters.load import AdapterLoadError, ResolvedAdapter
 from conformance.checks import CHECKS, Check, RunContext
+from conformance.errors import ConformanceFailure, KitInternalError
 from conformance.judging.tolerance import DEFAULT_K, Tolerance
 from conformance.ops import op_specs
 from conformance.profiles import PROFILES
@@ -201,21 +202,6 @@ class ConformanceItem(pytest.Item):
 
     def reportinfo(self):
         return f"attnconf[{self.adapter.spec}]", 0, self.name
-
-
-class ConformanceFailure(Exception):
-    def __init__(self, results) -> None:
-        super().__init__(f"{len(results)} failed")
-        self.results = results
-
-
-class KitInternalError(Exception):
-    """The check stopped on an exception of the kit itself: the item errors, and the
-    adapter is not blamed."""
-
-    def __init__(self, results) -> None:
-        super().__init__(f"{len(results)} internal error(s) of the kit")
-        self.results = results
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so those select among these items

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.declare import MASK_KINDS
 from conformance.judging.compare import compare
 from conformance.judging.tolerance import Bound
+from conformance.vocabulary import MASK_KINDS
 
 KINDS = MASK_KINDS  # ("bool", "float", "causal", "window")
 POLICIES = ("zeros", "nan", "uniform")  # what a row can be seen to follow ("any" is not seen)

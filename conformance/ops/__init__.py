@@ -16,6 +16,7 @@ import numpy as np
 
 from conformance.adapters.load import OpBinding
 from conformance.cases import Case
+from conformance.errors import Unsupported as Unsupported
 from conformance.profiles import Profile
 
 
@@ -33,10 +34,6 @@ class Expected(NamedTuple):
     empty_rows: Any = None
     # conformance.judging.tolerance.Conditioning: the forward-error bound's inputs
     conditioning: Any = None
-
-
-class Unsupported(Exception):
-    """The case needs something the adapter does not accept or declare: skipped, with why."""
 
 
 @dataclass(frozen=True)

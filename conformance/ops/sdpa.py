@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.declare import DTYPES
 from conformance.adapters.frameworks import DTYPE_BY_NAME, OutputTypeError
 from conformance.cases import AttentionShapes, Case, make_case, unique_cases
 from conformance.judging import empty_rows
 from conformance.judging.tolerance import Conditioning, finite_max_abs, ulp
 from conformance.ops import Expected, OpSpec, require
 from conformance.profiles import Profile
+from conformance.vocabulary import DTYPES
 from reference.scaled_dot_product import sdpa as reference_sdpa
 
 S = AttentionShapes

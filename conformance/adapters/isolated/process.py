@@ -78,6 +78,9 @@ from conformance.adapters.load import (
     from_description,
     resolve,
 )
+from conformance.errors import RemoteTraceback as RemoteTraceback
+from conformance.errors import WorkerCrashed as WorkerCrashed
+from conformance.errors import WorkerTimeout as WorkerTimeout
 from conformance.ops import Unsupported
 
 MEMORY_ENV = "ATTNCONF_WORKER_MEMORY"
@@ -85,14 +88,6 @@ DEFAULT_MEMORY = 4 << 30
 OUTPUT_LIMIT = 64 << 20  # bytes a worker may write to stdout/stderr during one call
 LOAD_TIMEOUT = 120.0  # seconds to start a worker and load the adapter (torch takes a few)
 DEFAULT_CALL_TIMEOUT = 60.0  # when neither the caller nor --timeout gives one
-
-
-class WorkerTimeout(WorkerLost):
-    """The call did not finish in time; the worker was killed."""
-
-
-class WorkerCrashed(WorkerLost):
-    """The worker process died during the call, or broke the protocol."""
 
 
 # -- the worker ---------------------------------------------------------------------------
@@ -193,10 +188,6 @@ def worker_main(argv: list[str]) -> None:
 _BOOTSTRAP = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
               "from conformance.adapters.isolated.process import worker_main; "
               "worker_main(sys.argv[2:])")
-
-
-class RemoteTraceback(Exception):
-    """The worker's traceback of a load error (shown by ``attnconf --traceback``)."""
 
 
 def _signal_name(number: int) -> str:

@@ -25,6 +25,7 @@ import ml_dtypes
 import numpy as np
 
 from conformance.adapters.frameworks import OutputTypeError
+from conformance.errors import ProtocolError as ProtocolError
 
 MAX_JSON = 16 << 20
 MAX_ARRAY_BYTES = 1 << 30
@@ -32,10 +33,6 @@ _LENGTH = struct.Struct("<Q")
 _NATIVE_DTYPE = re.compile(r"[<>|=][biufc][0-9]{1,2}")
 _ML_DTYPES = {name: np.dtype(getattr(ml_dtypes, name))
               for name in ("bfloat16", "float8_e4m3fn", "float8_e5m2") if hasattr(ml_dtypes, name)}
-
-
-class ProtocolError(Exception):
-    """The other side sent something that is not a well-formed message."""
 
 
 def dtype_token(dtype: np.dtype) -> str:
