@@ -20,7 +20,8 @@ from conformance.cases import AttentionShapes
 from conformance.vocabulary import MASK_KINDS
 
 # the masks a drawn problem may carry: none, or a vocabulary mask kind that is an array
-MASK_CHOICES = ("none", *(kind for kind in MASK_KINDS if kind != "causal"))
+# (causal and window are flags, not arrays)
+MASK_CHOICES = ("none", *(kind for kind in MASK_KINDS if kind in ("bool", "float")))
 
 
 class AttentionProblem(NamedTuple):
