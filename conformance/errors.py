@@ -14,6 +14,20 @@ from __future__ import annotations
 
 from typing import Any
 
+MESSAGE_LIMIT = 2000  # characters of an adapter's exception text kept in a result
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``TypeName: text``, never raising (a hostile ``__str__``) and never huge."""
+    try:
+        text = str(exc)
+    except BaseException:  # the adapter's exception may be broken on purpose
+        text = "<unprintable>"
+    if len(text) > MESSAGE_LIMIT:
+        text = text[:MESSAGE_LIMIT] + f"… ({len(text) - MESSAGE_LIMIT} more characters)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 # -- loading and calling an adapter ---------------------------------------------------
 
 

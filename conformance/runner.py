@@ -17,6 +17,7 @@ from conformance.adapters.frameworks import OutputTypeError
 from conformance.adapters.invoke import (
     AdapterError,
     InProcessInvoker,
+    Invoker,
     StopExamples,
     crash_reports,
     describe_exception,
@@ -84,7 +85,7 @@ def timeout_range(config: RunConfig) -> tuple[float, float]:
     return ctx.timeout_for(0), ctx.timeout_for(2 * config.profile.long_length ** 2)
 
 
-def make_invoker(adapter: ResolvedAdapter, config: RunConfig):
+def make_invoker(adapter: ResolvedAdapter, config: RunConfig) -> Invoker:
     if isolation_mode(config) == "subprocess":
         from conformance.adapters.isolated.process import SubprocessInvoker
 
@@ -104,7 +105,7 @@ def iter_results(ctx: RunContext, checks: list[Check]) -> Generator[Result, None
         for op in ctx.adapter.ops:
             yield Result(op, "all", "-", SKIPPED, f"unsupported: {ctx.adapter.unavailable}")
         return
-    budget = getattr(ctx.invoker, "budget", None)  # an isolating invoker's HangBudget
+    budget = ctx.invoker.budget  # an isolating invoker's HangBudget
     for check in checks:
         for op in ctx.adapter.ops:
             if op in check.ops:
@@ -122,7 +123,7 @@ def guarded(check: Check, ctx: RunContext, op: str) -> Iterator[Result]:
     Around a hypothesis-driven check an isolating invoker stops the check at the first
     timeout or dead worker (``StopExamples``) instead of letting hypothesis shrink, which
     would cost one timeout or worker restart per example."""
-    stops = check.name in HYPOTHESIS_CHECKS and hasattr(ctx.invoker, "stop_examples")
+    stops = check.name in HYPOTHESIS_CHECKS
     if stops:
         ctx.invoker.stop_examples = True
     try:
@@ -198,7 +199,7 @@ def run(adapter: ResolvedAdapter, config: RunConfig,
     results: list[Result] = []
     stream, failed, stopped = iter_results(ctx, selected_checks(config)), 0, None
     try:
-        in_process = getattr(invoker, "mode", "inprocess") == "inprocess"
+        in_process = invoker.mode == "inprocess"
         with crash_reports() if in_process else nullcontext():
             for r in stream:
                 results.append(r)
@@ -223,10 +224,9 @@ def run(adapter: ResolvedAdapter, config: RunConfig,
                   "declared_conventions": adapter.declared_conventions,
                   "ops": {op: sorted(b.features) for op, b in adapter.ops.items()}},
         settings={"k": config.tolerance.k, "atol": config.tolerance.atol,
-                  "isolate": getattr(invoker, "mode", "inprocess"),
+                  "isolate": invoker.mode,
                   "timeout": config.timeout, "only": list(config.only), "case": config.case,
                   "maxfail": config.maxfail, "stopped_early": stopped,
-                  **({"worker_memory": invoker.memory, "worker_restarts": invoker.restarts}
-                     if getattr(invoker, "mode", None) == "subprocess" else {})},
+                  **invoker.settings()},
     )
     return results, info

@@ -23,30 +23,24 @@ import sys
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from conformance.adapters.frameworks import OutputTypeError
 from conformance.adapters.load import ResolvedAdapter
-from conformance.errors import AdapterError, NotRun, StopExamples, WorkerLost
-from conformance.ops import Unsupported
-
-MESSAGE_LIMIT = 2000  # characters of an adapter's exception text kept in a result
+from conformance.errors import MESSAGE_LIMIT as MESSAGE_LIMIT
+from conformance.errors import (
+    AdapterError,
+    NotRun,
+    StopExamples,
+    Unsupported,
+    WorkerLost,
+    describe_exception,
+)
 
 # names of the positional arguments in mutation reports (others are arg0, arg1, …)
 POSITIONAL_NAMES = {"sdpa": ("query", "key", "value")}
-
-
-def describe_exception(exc: BaseException) -> str:
-    """``TypeName: text``, never raising (a hostile ``__str__``) and never huge."""
-    try:
-        text = str(exc)
-    except BaseException:  # the adapter's exception may be broken on purpose
-        text = "<unprintable>"
-    if len(text) > MESSAGE_LIMIT:
-        text = text[:MESSAGE_LIMIT] + f"… ({len(text) - MESSAGE_LIMIT} more characters)"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _unsupported(exc: NotImplementedError) -> Unsupported:
@@ -253,6 +247,29 @@ def crash_reports() -> Iterator[None]:
         faulthandler.disable()
 
 
+class Invoker(Protocol):
+    """How a check calls the adapter: in this process, or in a worker
+    (``conformance.adapters.isolated.process.SubprocessInvoker``)."""
+
+    mode: str  # "inprocess" | "subprocess": reported in the run's settings
+    # True while a hypothesis-driven check runs: a timeout or dead worker then raises
+    # StopExamples instead of AdapterError (in process there is nothing to stop)
+    stop_examples: bool
+
+    def call(self, op: str, args: list, kwargs: dict,
+             timeout: float | None = None) -> Outcome: ...
+
+    def settings(self) -> dict[str, Any]:
+        """What the report's settings add for this invoker (worker memory, restarts)."""
+        ...
+
+    def close(self) -> None: ...
+
+    # an isolating invoker's HangBudget (None in process: a call there cannot be lost)
+    @property
+    def budget(self) -> HangBudget | None: ...
+
+
 class InProcessInvoker:
     """Calls the adapter directly (``--isolate inprocess``, and the pytest plugin's default).
 
@@ -260,9 +277,14 @@ class InProcessInvoker:
     so a crash of the process says which call was running."""
 
     mode = "inprocess"
+    budget: HangBudget | None = None  # a call in this process is never lost
 
     def __init__(self, adapter: ResolvedAdapter) -> None:
         self.adapter = adapter
+        self.stop_examples = False
+
+    def settings(self) -> dict[str, Any]:
+        return {}
 
     def call(self, op: str, args: list, kwargs: dict, timeout: float | None = None) -> Outcome:
         if faulthandler.is_enabled():
@@ -279,6 +301,7 @@ __all__ = [
     "AdapterError",
     "HangBudget",
     "InProcessInvoker",
+    "Invoker",
     "NotRun",
     "Outcome",
     "OutputTypeError",

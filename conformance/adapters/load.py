@@ -27,6 +27,7 @@ from conformance.adapters.declare import Declaration, declaration_of
 from conformance.adapters.declare import _check_conventions as valid_conventions
 from conformance.adapters.frameworks import Framework, framework_for
 from conformance.errors import AdapterLoadError as AdapterLoadError
+from conformance.errors import describe_exception
 from conformance.vocabulary import DEFAULT_CONVENTIONS, DTYPES, FEATURES, OPS
 
 ENTRY_POINT_GROUP = "attention_conformance.adapters"
@@ -135,8 +136,6 @@ def load_object(spec: str) -> Any:
 
 
 def _describe(exc: BaseException) -> str:
-    from conformance.adapters.invoke import describe_exception
-
     return describe_exception(exc)
 
 

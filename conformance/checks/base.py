@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.adapters.frameworks import OutputTypeError
-from conformance.adapters.invoke import AdapterError, Outcome
+from conformance.adapters.invoke import AdapterError, Invoker, Outcome
 from conformance.adapters.load import ResolvedAdapter
 from conformance.cases import Case
+from conformance.errors import Unsupported
 from conformance.judging.tolerance import Tolerance
-from conformance.ops import Unsupported
 from conformance.profiles import Profile
 from conformance.results import FAILED, PASSED, SKIPPED, Result
 
@@ -20,7 +20,7 @@ from conformance.results import FAILED, PASSED, SKIPPED, Result
 @dataclass
 class RunContext:
     adapter: ResolvedAdapter
-    invoker: Any
+    invoker: Invoker
     profile: Profile
     seed: int
     tolerance: Tolerance = field(default_factory=Tolerance)

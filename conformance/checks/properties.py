@@ -23,8 +23,8 @@ from conformance.adapters.frameworks import OutputTypeError, eps
 from conformance.adapters.invoke import AdapterError, Outcome
 from conformance.checks.base import RunContext, headline, result
 from conformance.errors import PropertyFailure as PropertyFailure
+from conformance.errors import Unsupported
 from conformance.judging.tolerance import PROPERTY_UNITS  # the one tolerance table
-from conformance.ops import Unsupported
 from conformance.results import FAILED, PASSED, SKIPPED, Result
 from conformance.strategies import AttentionProblem, attention_problems, attention_shapes
 

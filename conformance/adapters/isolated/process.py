@@ -49,6 +49,7 @@ import sys
 import tempfile
 import time
 import traceback
+from typing import Any
 
 import numpy as np
 
@@ -79,9 +80,9 @@ from conformance.adapters.load import (
     resolve,
 )
 from conformance.errors import RemoteTraceback as RemoteTraceback
+from conformance.errors import Unsupported
 from conformance.errors import WorkerCrashed as WorkerCrashed
 from conformance.errors import WorkerTimeout as WorkerTimeout
-from conformance.ops import Unsupported
 
 MEMORY_ENV = "ATTNCONF_WORKER_MEMORY"
 DEFAULT_MEMORY = 4 << 30
@@ -350,6 +351,9 @@ class SubprocessInvoker:
         self.stop_examples = False  # set by the runner around hypothesis-driven checks
         self.spare: Worker | None = None  # started while a slow call runs
 
+
+    def settings(self) -> dict[str, Any]:
+        return {"worker_memory": self.memory, "worker_restarts": self.restarts}
     def _worker(self) -> Worker:
         if self.worker is None:
             spare, self.spare = self.spare, None
