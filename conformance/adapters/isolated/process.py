@@ -351,9 +351,9 @@ class SubprocessInvoker:
         self.stop_examples = False  # set by the runner around hypothesis-driven checks
         self.spare: Worker | None = None  # started while a slow call runs
 
-
     def settings(self) -> dict[str, Any]:
         return {"worker_memory": self.memory, "worker_restarts": self.restarts}
+
     def _worker(self) -> Worker:
         if self.worker is None:
             spare, self.spare = self.spare, None
