@@ -1,31 +1,20 @@
 """The blocked path against sdpa's plain formula: peak memory and time, as ratios.
 
-sdpa is forced onto its plain path (``BLOCKED_ABOVE`` raised) so the two are
-the two definitions side by side: H=1, E=64, causal, float64. Peak memory is
+``reference.sdpa`` is the plain formula at every size, so the two are the two
+definitions side by side: H=1, E=64, causal, float64. Peak memory is
 traced with tracemalloc (NumPy reports its allocations there), so it counts
 bytes, not seconds; times are the best of a few, reported only as a ratio.
 """
 
 from __future__ import annotations
 
-import importlib
 from functools import partial
 
 import numpy as np
 from bench_reference import best_seconds, traced_peak_mib
 
 from reference import blocked_sdpa
-
-sdpa_module = importlib.import_module("reference.scaled_dot_product")
-
-
-def plain_sdpa(*args, **kwargs):
-    """reference.sdpa held to its plain path whatever the size."""
-    threshold, sdpa_module.BLOCKED_ABOVE = sdpa_module.BLOCKED_ABOVE, float("inf")
-    try:
-        return sdpa_module.sdpa(*args, **kwargs)
-    finally:
-        sdpa_module.BLOCKED_ABOVE = threshold
+from reference import sdpa as plain_sdpa
 
 
 def main(lengths=(512, 1024, 2048, 4096), block: int = 128) -> list[dict]:

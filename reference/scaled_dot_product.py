@@ -14,10 +14,10 @@ need", eq. 1) with the parameter conventions of
 Longformer / flash-attn ``window_size``; softcap as in Gemma 2; ALiBi as in
 Press et al. 2022; sinks as in gpt-oss / StreamingLLM.
 
-The code below is the definition. Above ``BLOCKED_ABOVE`` scores (unless the
-weights are asked for) the same function runs ``reference.blocked``: the same
-formula tile by tile with an online softmax, equal to rounding (≤ 1e-13
-relative in float64), in memory bounded by its block sizes, on every core.
+The code below is the definition, at every size: it holds the Lq × Lk scores.
+``reference.blocked_sdpa`` computes the same formula tile by tile with an online
+softmax (equal to rounding: ≤ 1e-13 relative in float64) in bounded memory; its
+callers choose it for long sequences (the harness: ``conformance.ops.sdpa``).
 """
 
 from __future__ import annotations
@@ -38,11 +38,6 @@ from reference._common import (
     rounded,
     work_dtypes,
 )
-from reference.blocked import blocked_sdpa
-
-# Above this many scores (batch · Hq · Lq · Lk: 32 MiB of float64) sdpa takes
-# the blocked path, which never holds Lq × Lk at once and runs on every core.
-BLOCKED_ABOVE = 1 << 22
 
 
 def sdpa(
@@ -67,12 +62,6 @@ def sdpa(
     hq, lq, e = query.shape[-3:]
     lk = key.shape[-2]
     batch = np.broadcast_shapes(query.shape[:-3], key.shape[:-3])
-    if not return_weights and math.prod((*batch, hq, lq, lk)) > BLOCKED_ABOVE:
-        return blocked_sdpa(
-            query, key, value, attn_mask, is_causal, scale, enable_gqa, dropout_p=dropout_p,
-            causal_alignment=causal_alignment, window=window, softcap=softcap,
-            alibi_slopes=alibi_slopes, sinks=sinks, fully_masked=fully_masked,
-            dropout_mask=dropout_mask, return_lse=return_lse, compute_dtype=compute_dtype)
     store, acc = work_dtypes(compute_dtype)
     if enable_gqa:
         key, value = repeat_kv_heads(key, hq, "key"), repeat_kv_heads(value, hq, "value")

@@ -8,63 +8,17 @@ Adding an op is one module and one line here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from conformance.errors import Unsupported
+from conformance.ops import other_ops, sdpa
+from conformance.ops.spec import Expected, OpSpec, require
 
-import numpy as np
-
-from conformance.adapters.load import OpBinding
-from conformance.cases import Case
-from conformance.errors import Unsupported as Unsupported
-from conformance.profiles import Profile
-
-
-class Expected(NamedTuple):
-    """One expected output: float64 reference, reference in the case dtype, ignored elements,
-    and (sdpa) its rows with no visible key (``conformance.judging.empty_rows.EmptyRows``)
-    and what the tolerance's conditioning term needs to know
-    (``conformance.judging.tolerance.Conditioning``)."""
-
-    name: str
-    ref64: np.ndarray
-    ref_lowp: np.ndarray
-    dtype: Any
-    ignore: np.ndarray | None = None
-    empty_rows: Any = None
-    # conformance.judging.tolerance.Conditioning: the forward-error bound's inputs
-    conditioning: Any = None
-
-
-@dataclass(frozen=True)
-class OpSpec:
-    name: str
-    cases: Callable[[Profile, int], list[Case]]
-    inputs: Callable[[Case], dict[str, Any]]
-    arguments: Callable[[OpBinding, dict[str, Any], Case], tuple[list, dict[str, Any]]]
-    expected: Callable[[dict[str, Any], Case, dict[str, Any]], list[Expected]]
-    outputs: Callable[[Any, list[Expected]], list[np.ndarray]]
-
-
-def require(binding: OpBinding, case: Case) -> None:
-    """Raise Unsupported when the case needs a feature the binding lacks."""
-    missing = sorted(case.features - binding.features)
-    if missing:
-        raise Unsupported(f"adapter does not support feature(s) {missing} needed by {case.id}")
-
-
-def _registry() -> dict[str, OpSpec]:
-    from conformance.ops import other_ops, sdpa
-
-    specs = {"sdpa": sdpa.SPEC}
-    specs.update(other_ops.SPECS)
-    return specs
-
-
-OP_SPECS: dict[str, OpSpec] = {}
+# built when the package is imported: tests/test_layers.py checks it lists vocabulary.OPS
+OP_SPECS: dict[str, OpSpec] = {"sdpa": sdpa.SPEC, **other_ops.SPECS}
 
 
 def op_specs() -> dict[str, OpSpec]:
-    if not OP_SPECS:
-        OP_SPECS.update(_registry())
+    """The op table: op name -> its OpSpec, in vocabulary.OPS order."""
     return OP_SPECS
+
+
+__all__ = ["OP_SPECS", "Expected", "OpSpec", "Unsupported", "op_specs", "require"]

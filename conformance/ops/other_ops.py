@@ -15,7 +15,8 @@ import numpy as np
 
 from conformance.adapters.frameworks import OutputTypeError
 from conformance.cases import Case, make_case, unique_cases
-from conformance.ops import Expected, OpSpec, Unsupported
+from conformance.errors import Unsupported
+from conformance.ops.spec import Expected, OpSpec
 from conformance.profiles import Profile
 
 

@@ -8,6 +8,7 @@ both alignments, and the extension features (window, softcap, ALiBi, sinks).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +18,11 @@ from conformance.adapters.frameworks import DTYPE_BY_NAME, OutputTypeError
 from conformance.cases import AttentionShapes, Case, make_case, unique_cases
 from conformance.judging import empty_rows
 from conformance.judging.tolerance import Conditioning, finite_max_abs, ulp
-from conformance.ops import Expected, OpSpec, require
+from conformance.ops.spec import Expected, OpSpec, require
 from conformance.profiles import Profile
 from conformance.vocabulary import DTYPES
-from reference.scaled_dot_product import sdpa as reference_sdpa
+from reference import blocked_sdpa
+from reference import sdpa as reference_sdpa
 
 S = AttentionShapes
 ONE = S((), 1, 1, 1, 1, 8, 8)
@@ -216,6 +218,24 @@ def reference_kwargs(case: Case, conventions: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+# Above this many scores (batch · Hq · Lq · Lk: 32 MiB of float64) the expected output
+# comes from reference.blocked_sdpa: the same numbers as the formula (≤ 1e-13 relative,
+# tests/reference_variants/test_ref_blocked_path.py) without holding Lq × Lk, on every core.
+BLOCKED_ABOVE = 1 << 22
+
+
+def run_reference(query: np.ndarray, key: np.ndarray, value: np.ndarray,
+                  **kwargs: Any) -> Any:
+    """``reference.sdpa(query, key, value, **kwargs)``, or its blocked form for long cases
+    (more than BLOCKED_ABOVE scores): the reference is the formula; choosing the fast exact
+    path is the harness's business."""
+    hq, lq = query.shape[-3:-1]
+    batch = np.broadcast_shapes(query.shape[:-3], key.shape[:-3])
+    if math.prod((*batch, hq, lq, key.shape[-2])) > BLOCKED_ABOVE:
+        return blocked_sdpa(query, key, value, **kwargs)
+    return reference_sdpa(query, key, value, **kwargs)
+
+
 def _largest_norm(x: np.ndarray) -> float:
     return float(np.linalg.norm(x, axis=-1).max()) if x.size else 0.0
 
@@ -232,8 +252,8 @@ def conditioning_of(qkv: list[np.ndarray], lse: np.ndarray, mask64, kwargs: dict
     e, lk = q.shape[-1], k.shape[-2]
     scale = 1.0 / np.sqrt(e) if kwargs.get("scale") is None else abs(float(kwargs["scale"]))
     finite = np.abs(lse[np.isfinite(lse)])
-    moments = reference_sdpa(q, k, np.concatenate([v, v * v], axis=-1), attn_mask=mask64,
-                             fully_masked="zeros", **kwargs)
+    moments = run_reference(q, k, np.concatenate([v, v * v], axis=-1), attn_mask=mask64,
+                            fully_masked="zeros", **kwargs)
     mean, square = moments[..., :v.shape[-1]], moments[..., v.shape[-1]:]
     spread = np.sqrt(np.maximum(square - mean * mean, 0.0))
     return Conditioning(
@@ -254,9 +274,9 @@ def expected(inputs: dict[str, Any], case: Case, conventions: dict[str, Any]) ->
     mask64 = mask if mask is None or mask.dtype == bool else mask.astype(np.float64)
 
     def run64(policy: str) -> np.ndarray:
-        return reference_sdpa(*wide, attn_mask=mask64, fully_masked=policy, **kwargs)
+        return run_reference(*wide, attn_mask=mask64, fully_masked=policy, **kwargs)
 
-    _, lse = reference_sdpa(*wide, attn_mask=mask64, return_lse=True, **kwargs)
+    _, lse = run_reference(*wide, attn_mask=mask64, return_lse=True, **kwargs)
     rows = empty_rows.find(run64, lse, k.shape[-2], mask, is_causal=kwargs.get("is_causal", False),
                            window=kwargs.get("window"), alignment=kwargs["causal_alignment"])
     kinds = rows.kinds if rows is not None else np.full(lse.shape, "", object)
@@ -266,8 +286,8 @@ def expected(inputs: dict[str, Any], case: Case, conventions: dict[str, Any]) ->
         ref_lowp = ref64
     else:
         ref_lowp, _ = empty_rows.reference_rows(
-            lambda policy: reference_sdpa(q, k, v, attn_mask=mask, compute_dtype=q.dtype,
-                                          fully_masked=policy, **kwargs), kinds, declared)
+            lambda policy: run_reference(q, k, v, attn_mask=mask, compute_dtype=q.dtype,
+                                         fully_masked=policy, **kwargs), kinds, declared)
     return [Expected("output", ref64, ref_lowp, q.dtype, ignore, rows,
                      conditioning_of(wide, lse, mask64, kwargs))]
 

@@ -1,14 +1,13 @@
-"""sdpa's blocked path: every option equals the plain formula, dtypes hold, memory stays bounded.
+"""sdpa's blocked form: every option equals the plain formula, dtypes hold, memory stays bounded.
 
-The plain path is the definition; the blocked path (taken above
-``BLOCKED_ABOVE`` scores) must give the same numbers: ≤ 1e-13 relative in
+``reference.sdpa`` is the definition; ``reference.blocked_sdpa`` (which the harness runs
+above ``conformance.ops.sdpa.BLOCKED_ABOVE`` scores) must give the same numbers: ≤ 1e-13 relative in
 float64, and with a ``compute_dtype`` the same rounding story (stored tiles
 in that dtype, float32 sums) to within a few units of it.
 """
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import tracemalloc
 
@@ -16,10 +15,11 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from conformance.ops.sdpa import BLOCKED_ABOVE, run_reference
+from reference import sdpa as plain_sdpa
 from reference.blocked import THREADS_ENV, blocked_sdpa, default_threads
 
-sdpa_module = importlib.import_module("reference.scaled_dot_product")
-plain_sdpa = sdpa_module.sdpa
+PATHS = {"plain": plain_sdpa, "blocked": blocked_sdpa}
 RTOL64 = 1e-13
 
 OPTIONS = {
@@ -104,24 +104,29 @@ def _traced_peak(fn) -> tuple[np.ndarray, int]:
 
 @pytest.mark.parametrize("options", [dict(), dict(is_causal=True, enable_gqa=True)],
                          ids=["plain", "causal-gqa"])
-def test_sdpa_above_threshold_takes_the_bounded_path(options: dict, monkeypatch) -> None:
-    """Above BLOCKED_ABOVE scores sdpa never holds Lq × Lk, and equals its plain formula."""
+def test_harness_takes_the_bounded_path_above_threshold(options: dict) -> None:
+    """Above BLOCKED_ABOVE scores the harness's reference never holds Lq × Lk, and equals
+    the plain formula."""
     rng = np.random.default_rng(5)
     lq, lk = 1100, 1000
     q = rng.standard_normal((2, 2, lq, 16))
     k, v = (rng.standard_normal((2, 1 if options else 2, lk, 16)) for _ in range(2))
     scores_bytes = q.shape[0] * q.shape[1] * lq * lk * 8
-    assert q.shape[0] * q.shape[1] * lq * lk > sdpa_module.BLOCKED_ABOVE
-    got, peak = _traced_peak(lambda: plain_sdpa(q, k, v, **options))
+    assert q.shape[0] * q.shape[1] * lq * lk > BLOCKED_ABOVE
+    got, peak = _traced_peak(lambda: run_reference(q, k, v, **options))
     assert peak < scores_bytes / 4, f"peak {peak} B against {scores_bytes} B of scores"
-    monkeypatch.setattr(sdpa_module, "BLOCKED_ABOVE", float("inf"))
     expected, plain_peak = _traced_peak(lambda: plain_sdpa(q, k, v, **options))
     assert plain_peak > scores_bytes  # the measurement sees a materialised matrix
     np.testing.assert_allclose(got, expected, rtol=0, atol=RTOL64 * np.abs(expected).max())
 
 
-def test_weights_asked_for_keep_the_plain_path(monkeypatch) -> None:
-    monkeypatch.setattr(sdpa_module, "BLOCKED_ABOVE", 0)
+def test_harness_keeps_the_plain_path_below_threshold() -> None:
+    args, _ = _case("causal")
+    out = run_reference(*args[:3], is_causal=True)
+    np.testing.assert_array_equal(out, plain_sdpa(*args[:3], is_causal=True))
+
+
+def test_weights_come_from_the_plain_formula() -> None:
     args, _ = _case("causal")
     out, weights = plain_sdpa(*args[:3], is_causal=True, return_weights=True)
     assert weights.shape == (2, 4, 13, 17)
@@ -134,26 +139,24 @@ DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]
 @pytest.mark.parametrize("path", ["plain", "blocked"])
 @pytest.mark.parametrize("compute", ["default", "float32", "own"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_output_dtype_is_query_dtype(dtype, compute: str, path: str, monkeypatch) -> None:
-    monkeypatch.setattr(sdpa_module, "BLOCKED_ABOVE", 0 if path == "blocked" else float("inf"))
+def test_output_dtype_is_query_dtype(dtype, compute: str, path: str) -> None:
     rng = np.random.default_rng(6)
     q, k, v = (rng.standard_normal((2, 9, 8)).astype(dtype) for _ in range(3))
     compute_dtype = {"default": None, "float32": np.float32, "own": dtype}[compute]
-    out, lse = plain_sdpa(q, k, v, is_causal=True, compute_dtype=compute_dtype,
-                          return_lse=True)
+    out, lse = PATHS[path](q, k, v, is_causal=True, compute_dtype=compute_dtype,
+                           return_lse=True)
     assert out.dtype == np.dtype(dtype)
     assert lse.dtype == (np.float64 if compute_dtype in (None, np.float64) else np.float32)
 
 
 @pytest.mark.parametrize("path", ["plain", "blocked"])
-def test_float32_compute_runs_in_float32(path: str, monkeypatch) -> None:
+def test_float32_compute_runs_in_float32(path: str) -> None:
     """compute_dtype=float32 is float32 work (not float64 work rounded at the end):
     it differs from the float64 result by float32 rounding, and no more."""
-    monkeypatch.setattr(sdpa_module, "BLOCKED_ABOVE", 0 if path == "blocked" else float("inf"))
     rng = np.random.default_rng(7)
     q, k, v = (rng.standard_normal((4, 64, 32)).astype(np.float32) for _ in range(3))
-    in_float64 = plain_sdpa(q, k, v)
-    in_float32 = plain_sdpa(q, k, v, compute_dtype=np.float32)
+    in_float64 = PATHS[path](q, k, v)
+    in_float32 = PATHS[path](q, k, v, compute_dtype=np.float32)
     assert in_float64.dtype == in_float32.dtype == np.float32
     error = np.abs(in_float32.astype(np.float64) - in_float64).max()
     assert 0 < error < 64 * np.finfo(np.float32).eps
