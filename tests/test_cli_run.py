@@ -17,6 +17,9 @@ from xml.etree import ElementTree as ET
 import pytest
 from harness_adapters import NO_SQRT_D_FILE, attnconf, attnconf_subprocess, spec
 
+# slow (left out by `tox -e fast`): attnconf runs, several as subprocesses
+pytestmark = pytest.mark.slow
+
 # The ci profile runs the adapter in a worker process once
 # conformance.adapters.isolated.process exists; until then it is run in-process, so this
 # test does not wait on that module.

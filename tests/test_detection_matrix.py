@@ -2,7 +2,7 @@
 every check the first to catch at least one mutant, and docs/detection-matrix.md in sync.
 
 The matrix is computed once per session (two worker processes, the ci profile);
-the doc is written only by ``attnconf matrix --out docs/detection-matrix.md``,
+the doc is written only by ``tox -e matrix``,
 never by this test.
 """
 
@@ -15,6 +15,9 @@ from mutants import CATCHES, MUTANTS
 
 from conformance.checks import CHECK_NAMES
 from conformance.frontends.matrix import detection_matrix, first_catches, render_markdown
+
+# slow (left out by `tox -e fast`): the whole mutant and correct zoos through the ci profile
+pytestmark = pytest.mark.slow
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "detection-matrix.md"
 
@@ -50,4 +53,4 @@ def test_catches_registry_matches_the_measured_matrix(rows):
 
 def test_doc_is_in_sync(rows):
     assert DOC.read_text(encoding="utf-8") == render_markdown(rows), (
-        "docs/detection-matrix.md is stale: run `attnconf matrix --out docs/detection-matrix.md`")
+        "docs/detection-matrix.md is stale: run `tox -e matrix`")

@@ -32,6 +32,9 @@ from conformance.profiles import PROFILES
 from conformance.results import PASSED
 from conformance.runner import DEFAULT_SEED, HYPOTHESIS_CHECKS, RunConfig, run
 
+# slow (left out by `tox -e fast`): hostile adapters in workers: timeouts, crashes, restarts
+pytestmark = pytest.mark.slow
+
 HONEST = "hostile._honest:honest_sdpa"
 SLACK_S = 15.0  # start-up, restarts and a busy machine, on top of the honest run's time
 

@@ -20,6 +20,9 @@ from conformance.frontends.plugin import groups
 from conformance.profiles import PROFILES
 from conformance.runner import RunConfig
 
+# slow (left out by `tox -e fast`): pytester sessions, several in subprocesses
+pytestmark = pytest.mark.slow
+
 QUICK = ("--attn-profile", "quick", "-p", "no:cacheprovider")
 
 

@@ -21,6 +21,9 @@ from conformance.fixtures import store as fixturestore
 from conformance.frontends import cli, report
 from conformance.results import FAILED, PASSED, SKIPPED, Result, RunInfo, verdict
 
+# slow (left out by `tox -e fast`): whole runs repeated to compare their reports
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 FAILING = "hostile.nan_inf:sdpa"  # fails three numeric cases, passes the rest

@@ -11,6 +11,7 @@ is the first to catch at least one mutant.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -74,7 +75,10 @@ def detection_matrix(mutants_spec: str, correct_spec: str, workers: int = 2) -> 
     jobs = [("mutant", n, mutants_spec) for n in load_object(mutants_spec)]
     jobs += [("correct", n, correct_spec) for n in load_object(correct_spec)]
     order = sorted(range(len(jobs)), key=lambda i: jobs[i][0] != "correct")
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn: a fork of a process that already imported torch (a pytest worker, say) can
+    # break torch's internal state in the child; spawned workers import it afresh
+    with ProcessPoolExecutor(max_workers=workers,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {i: pool.submit(evaluate, *jobs[i]) for i in order}
         return [futures[i].result() for i in range(len(jobs))]
 
@@ -130,10 +134,14 @@ def as_registry(value: Any) -> Mapping[str, Any]:
 
 def add_matrix_parser(sub) -> None:
     p = sub.add_parser("matrix", help="run the mutant and correct zoos; write the matrix")
-    p.add_argument("--mutants", default="mutants:MUTANTS", metavar="MOD:DICT")
-    p.add_argument("--correct", default="correct:CORRECT", metavar="MOD:DICT")
-    p.add_argument("--pythonpath", default="tests", metavar="DIR",
-                   help="directory holding the zoo packages (default: tests)")
+    # the zoos are the caller's (the repository's tests/; `tox -e matrix` names them): the
+    # installed kit knows no test tree
+    p.add_argument("--mutants", required=True, metavar="MOD:DICT",
+                   help="registry of kernels that must fail (e.g. mutants:MUTANTS)")
+    p.add_argument("--correct", required=True, metavar="MOD:DICT",
+                   help="registry of kernels that must pass (e.g. correct:CORRECT)")
+    p.add_argument("--pythonpath", default=None, metavar="DIR",
+                   help="directory to put first on sys.path for the registries (e.g. tests)")
     p.add_argument("--out", default=None, metavar="PATH", help="write the Markdown matrix here")
     p.add_argument("--workers", type=int, default=2)
 
@@ -144,7 +152,8 @@ def run_matrix(args) -> int:
 
     from conformance.frontends.report import write_atomic
 
-    sys.path.insert(0, str(Path(args.pythonpath).resolve()))
+    if args.pythonpath:
+        sys.path.insert(0, str(Path(args.pythonpath).resolve()))
     start = time.perf_counter()
     rows = detection_matrix(args.mutants, args.correct, args.workers)
     print("\n".join(summary_lines(rows)))
