@@ -61,7 +61,9 @@ def default_threads() -> int:
         if not configured.isdigit() or int(configured) < 1:
             raise ValueError(f"{THREADS_ENV} must be a positive integer, got {configured!r}")
         return int(configured)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # None: the count is unknown
 
 
 @dataclass(frozen=True)
@@ -223,8 +225,9 @@ def blocked_sdpa(
     store, acc = work_dtypes(compute_dtype)
     views = [np.broadcast_to(rounded(x, store, acc), (*batch, *x.shape[-3:]))
              for x in (query, key, value)]
+    q, k, v = views
     problem = _Problem(
-        *views,
+        q, k, v,
         mask=None if mask is None else np.broadcast_to(mask, scores_shape),
         keep=None if dropout_mask is None else np.broadcast_to(dropout_mask, scores_shape),
         qpos=aligned_query_positions(lq, lk, causal_alignment),

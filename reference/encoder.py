@@ -49,7 +49,7 @@ class EncoderLayerWeights(NamedTuple):
     def from_state_dict(cls, state: Mapping[str, np.ndarray]) -> EncoderLayerWeights:
         """From ``{name: array}`` keyed like ``TransformerEncoderLayer.state_dict()``."""
         fields = {k.removeprefix("self_attn.").replace(".", "_"): v for k, v in state.items()}
-        return cls(**{name: fields.get(name) for name in cls._fields})
+        return cls._make(fields.get(name) for name in cls._fields)
 
 
 def layer_norm(
@@ -75,7 +75,8 @@ def encoder_layer(
     batch_first: bool = False,
 ) -> np.ndarray:
     """One encoder layer in float64, returned in src's dtype."""
-    w = EncoderLayerWeights(*(None if a is None else np.asarray(a, np.float64) for a in weights))
+    w = EncoderLayerWeights._make(None if a is None else np.asarray(a, np.float64)
+                                  for a in weights)
     src = check_float_array("src", src, 2)
     x = src.astype(np.float64)
 

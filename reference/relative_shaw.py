@@ -28,7 +28,8 @@ from reference._common import (
 _F64 = np.dtype(np.float64)
 
 
-def _check(query, key, value, rel_keys, rel_values, max_distance) -> None:
+def _check(arrays: list[np.ndarray], max_distance: int) -> None:
+    query, key, value, rel_keys, rel_values = arrays
     got = (f"query {query.shape}, key {key.shape}, value {value.shape}, "
            f"rel_keys {rel_keys.shape}, rel_values {rel_values.shape}")
     if isinstance(max_distance, bool) or not isinstance(max_distance, numbers.Integral):
@@ -38,7 +39,7 @@ def _check(query, key, value, rel_keys, rel_values, max_distance) -> None:
     if query.shape[-1] != key.shape[-1] or key.shape[:-1] != value.shape[:-1]:
         raise ValueError(f"need query (..., H, Lq, E), key (..., H, Lk, E), "
                          f"value (..., H, Lk, Ev); got {got}")
-    rows = 2 * max_distance + 1
+    rows = 2 * int(max_distance) + 1
     if rel_keys.shape != (rows, query.shape[-1]) or rel_values.shape != (rows, value.shape[-1]):
         raise ValueError(f"rel_keys must be (2·max_distance+1, E) = ({rows}, {query.shape[-1]}) "
                          f"and rel_values (2·max_distance+1, Ev) = ({rows}, {value.shape[-1]}); "
@@ -64,7 +65,7 @@ def shaw_relative_attention(
     arrays = [check_float_array(n, a, d) for n, a, d in (
         ("query", query, 3), ("key", key, 3), ("value", value, 3),
         ("rel_keys", rel_keys, 2), ("rel_values", rel_values, 2))]
-    _check(*arrays, max_distance)
+    _check(arrays, max_distance)
     q, k, v, rel_k, rel_v = (a.astype(np.float64) for a in arrays)
     lq, lk = q.shape[-2], k.shape[-2]
     rows = np.clip(np.arange(lk)[None, :] - np.arange(lq)[:, None], -max_distance, max_distance)

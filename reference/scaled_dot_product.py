@@ -23,6 +23,7 @@ callers choose it for long sequences (the harness: ``conformance.ops.sdpa``).
 from __future__ import annotations
 
 import math
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -40,6 +41,54 @@ from reference._common import (
 )
 
 
+# The return type follows the flags (for type checkers): the output alone, or a tuple.
+@overload
+def sdpa(
+    query: np.ndarray, key: np.ndarray, value: np.ndarray,
+    attn_mask: np.ndarray | None = ..., dropout_p: float = ..., is_causal: bool = ...,
+    scale: float | None = ..., enable_gqa: bool = ..., *,
+    causal_alignment: str = ..., window: tuple[int | None, int | None] | None = ...,
+    softcap: float | None = ..., alibi_slopes: np.ndarray | None = ...,
+    sinks: np.ndarray | None = ..., fully_masked: str = ...,
+    dropout_mask: np.ndarray | None = ...,
+    return_lse: Literal[False] = ..., return_weights: Literal[False] = ...,
+    compute_dtype: Any = ...,
+) -> np.ndarray: ...
+@overload
+def sdpa(
+    query: np.ndarray, key: np.ndarray, value: np.ndarray,
+    attn_mask: np.ndarray | None = ..., dropout_p: float = ..., is_causal: bool = ...,
+    scale: float | None = ..., enable_gqa: bool = ..., *,
+    causal_alignment: str = ..., window: tuple[int | None, int | None] | None = ...,
+    softcap: float | None = ..., alibi_slopes: np.ndarray | None = ...,
+    sinks: np.ndarray | None = ..., fully_masked: str = ...,
+    dropout_mask: np.ndarray | None = ...,
+    return_lse: Literal[True], return_weights: bool = ..., compute_dtype: Any = ...,
+) -> tuple[np.ndarray, ...]: ...
+@overload
+def sdpa(
+    query: np.ndarray, key: np.ndarray, value: np.ndarray,
+    attn_mask: np.ndarray | None = ..., dropout_p: float = ..., is_causal: bool = ...,
+    scale: float | None = ..., enable_gqa: bool = ..., *,
+    causal_alignment: str = ..., window: tuple[int | None, int | None] | None = ...,
+    softcap: float | None = ..., alibi_slopes: np.ndarray | None = ...,
+    sinks: np.ndarray | None = ..., fully_masked: str = ...,
+    dropout_mask: np.ndarray | None = ...,
+    return_lse: bool = ..., return_weights: Literal[True], compute_dtype: Any = ...,
+) -> tuple[np.ndarray, ...]: ...
+@overload
+def sdpa(
+    query: np.ndarray, key: np.ndarray, value: np.ndarray,
+    attn_mask: np.ndarray | None = ..., dropout_p: float = ..., is_causal: bool = ...,
+    scale: float | None = ..., enable_gqa: bool = ..., *,
+    causal_alignment: str = ..., window: tuple[int | None, int | None] | None = ...,
+    softcap: float | None = ..., alibi_slopes: np.ndarray | None = ...,
+    sinks: np.ndarray | None = ..., fully_masked: str = ...,
+    dropout_mask: np.ndarray | None = ...,
+    return_lse: bool = ..., return_weights: bool = ..., compute_dtype: Any = ...,
+) -> np.ndarray | tuple[np.ndarray, ...]: ...
+
+
 def sdpa(
     query: np.ndarray, key: np.ndarray, value: np.ndarray,
     attn_mask: np.ndarray | None = None, dropout_p: float = 0.0, is_causal: bool = False,
@@ -48,7 +97,7 @@ def sdpa(
     softcap: float | None = None, alibi_slopes: np.ndarray | None = None,
     sinks: np.ndarray | None = None, fully_masked: str = "zeros",
     dropout_mask: np.ndarray | None = None, return_lse: bool = False,
-    return_weights: bool = False, compute_dtype=None,
+    return_weights: bool = False, compute_dtype: Any = None,
 ) -> np.ndarray | tuple[np.ndarray, ...]:
     """Attention(Q, K, V) = softmax(scale · Q Kᵀ + bias, visible keys only) V.
 

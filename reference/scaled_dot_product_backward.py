@@ -85,4 +85,5 @@ def sdpa_backward(
     if heads_q != heads_kv:
         d_k, d_v = _sum_groups(d_k, heads_kv), _sum_groups(d_v, heads_kv)
     grads = zip((d_q, d_k, d_v), (query, key, value), strict=True)
-    return tuple(_sum_to_shape(g, x.shape).astype(x.dtype) for g, x in grads)
+    d_q, d_k, d_v = (_sum_to_shape(g, x.shape).astype(x.dtype) for g, x in grads)
+    return d_q, d_k, d_v
