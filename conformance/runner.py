@@ -24,6 +24,7 @@ from conformance.adapters.invoke import (
 )
 from conformance.adapters.load import ResolvedAdapter, resolve
 from conformance.checks import CHECK_NAMES, CHECKS, Check, RunContext
+from conformance.checks.base import call_timeout
 from conformance.checks.properties import PropertyFailure, property_dtype
 from conformance.checks.property_bodies import PROPERTIES
 from conformance.judging.tolerance import Tolerance
@@ -81,8 +82,8 @@ def run_flags(config: RunConfig) -> tuple[str, ...]:
 
 def timeout_range(config: RunConfig) -> tuple[float, float]:
     """The per-call timeouts the checks use without --timeout: (smallest, largest case)."""
-    ctx = RunContext(None, None, config.profile, config.seed)
-    return ctx.timeout_for(0), ctx.timeout_for(2 * config.profile.long_length ** 2)
+    profile = config.profile
+    return call_timeout(profile, 0), call_timeout(profile, 2 * profile.long_length ** 2)
 
 
 def make_invoker(adapter: ResolvedAdapter, config: RunConfig) -> Invoker:

@@ -123,7 +123,7 @@ def materialize(problem: AttentionProblem) -> dict[str, np.ndarray]:
     """query, key, value and (per ``problem.mask``) a full-shape attn_mask with no empty row."""
     sh, rng = problem.shapes, np.random.default_rng(problem.seed)
     dtype = DTYPE_BY_NAME[problem.dtype]
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "query": rng.standard_normal((*sh.batch, sh.heads_q, sh.len_q, sh.dim)),
         "key": rng.standard_normal((*sh.batch, sh.heads_kv, sh.len_k, sh.dim)),
         "value": rng.standard_normal((*sh.batch, sh.heads_kv, sh.len_k, sh.dim_v)),

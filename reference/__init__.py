@@ -4,6 +4,9 @@ One variant per module, float64 by default, no torch import. ``VARIANTS`` is
 the one explicit registry of public entry points.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from reference.additive import additive_attention
 from reference.alibi import alibi_slopes
 from reference.blocked import blocked_sdpa
@@ -20,7 +23,7 @@ from reference.rotary import rotary_embedding
 from reference.scaled_dot_product import sdpa
 from reference.scaled_dot_product_backward import sdpa_backward
 
-VARIANTS = {
+VARIANTS: dict[str, Callable[..., Any]] = {
     "sdpa": sdpa,
     "sdpa_backward": sdpa_backward,
     "multi_head_attention": multi_head_attention,

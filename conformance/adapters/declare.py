@@ -53,7 +53,7 @@ def _check_conventions(conventions: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(conventions, Mapping):
         raise ValueError(f"conventions must be a mapping such as "
                          f"{{'causal_alignment': 'bottom_right'}}, got {conventions!r:.80}")
-    checked = {}
+    checked: dict[str, Any] = {}
     for key, value in conventions.items():
         if key not in CONVENTIONS:
             raise ValueError(f"unknown convention {key!r}; known: {sorted(CONVENTIONS)}")

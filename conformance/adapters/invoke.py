@@ -224,7 +224,9 @@ def _named_frame(thunk: Callable[[], Any]) -> Any:
 def call_named(name: str, thunk: Callable[[], Any]) -> Any:
     """``thunk()`` inside a frame called ``name``: faulthandler's stack of a fatal error
     (a segfault in the kernel) then names the running call. Costs ~1 µs."""
-    code = _named_frame.__code__.replace(co_name=name, co_qualname=name)
+    code = _named_frame.__code__.replace(co_name=name)
+    if sys.version_info >= (3, 11):  # co_qualname is new in 3.11 (3.10 has co_name only)
+        code = code.replace(co_qualname=name)
     return types.FunctionType(code, {})(thunk)
 
 

@@ -81,6 +81,8 @@ def _import_file(path: str) -> Any:
         raise AdapterLoadError(f"adapter file {path} does not exist")
     module_name = f"_attnconf_user_{file.stem}"
     spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:  # not a file Python can import
+        raise AdapterLoadError(f"adapter file {path} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
@@ -144,7 +146,7 @@ def _accepted_params(fn: Any) -> frozenset[str]:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
         return frozenset(TORCH_PARAMS)  # builtins without a signature: torch's own
-    names = set()
+    names: set[str] = set()
     for p in signature.parameters.values():
         if p.kind is p.VAR_KEYWORD:
             names.update(TORCH_PARAMS)

@@ -53,9 +53,13 @@ class RunContext:
         return self.invoker.call(op, args, kwargs, timeout=self.timeout_for(size))
 
     def timeout_for(self, size: int) -> float:
-        """Per-call timeout: scales with the number of score elements, at least 10 s."""
-        largest = 2 * self.profile.long_length ** 2
-        return max(10.0, self.profile.case_timeout * min(1.0, size / largest))
+        return call_timeout(self.profile, size)
+
+
+def call_timeout(profile: Profile, size: int) -> float:
+    """Per-call timeout: scales with the number of score elements, at least 10 s."""
+    largest = 2 * profile.long_length ** 2
+    return max(10.0, profile.case_timeout * min(1.0, size / largest))
 
 
 @dataclass(frozen=True)
@@ -79,17 +83,16 @@ def result(ctx: RunContext, op: str, check: str, case_id: str, status: str, mess
 
 
 def guarded_call(ctx: RunContext, op: str, check: str, case_id: str, describe: str,
-                 args: list, kwargs: dict, size: int = 1) -> tuple[Outcome | None, Result | None]:
-    """(outcome, None) or (None, the skipped/failed result the call produced)."""
+                 args: list, kwargs: dict, size: int = 1) -> Outcome | Result:
+    """The call's outcome, or the skipped/failed result the call produced instead."""
     try:
-        return ctx.call(op, args, kwargs, size), None
+        return ctx.call(op, args, kwargs, size)
     except Unsupported as exc:
-        return None, result(ctx, op, check, case_id, SKIPPED, f"unsupported: {exc}")
+        return result(ctx, op, check, case_id, SKIPPED, f"unsupported: {exc}")
     except (AdapterError, OutputTypeError) as exc:
-        return None, result(ctx, op, check, case_id, FAILED,
-                            headline(op, check, describe) + f"\n{exc}")
+        return result(ctx, op, check, case_id, FAILED, headline(op, check, describe) + f"\n{exc}")
     except Exception as exc:  # conversion of a garbage output, a broken worker, …
-        return None, result(ctx, op, check, case_id, FAILED,
-                            headline(op, check, describe) +
-                            f"\nharness could not use the adapter's output: "
-                            f"{type(exc).__name__}: {exc}")
+        return result(ctx, op, check, case_id, FAILED,
+                      headline(op, check, describe) +
+                      f"\nharness could not use the adapter's output: "
+                      f"{type(exc).__name__}: {exc}")

@@ -12,6 +12,7 @@ numeric check.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -48,10 +49,10 @@ def _call(ctx, name, args, kwargs):
     kwargs = dict(kwargs)
     if "dropout_p" in ctx.adapter.ops["sdpa"].params:
         kwargs["dropout_p"] = 0.0
-    outcome, bad = guarded_call(ctx, "sdpa", "conventions", f"probe:{name}",
-                                f"convention probe {name}", args, kwargs)
-    if bad:
-        return None, bad
+    outcome = guarded_call(ctx, "sdpa", "conventions", f"probe:{name}",
+                           f"convention probe {name}", args, kwargs)
+    if isinstance(outcome, Result):
+        return None, outcome
     if not isinstance(outcome.value, np.ndarray):
         return None, None
     return outcome.value, None
@@ -83,9 +84,10 @@ def probe_causal_alignment(ctx: RunContext) -> Iterator[Result]:
         yield bad or _probe(ctx, "causal_alignment", SKIPPED,
                             "output unusable; see output_contract")
         return
-    wide = [x.astype(np.float64) for x in (q, k, v)]
+    q64, k64, v64 = (x.astype(np.float64) for x in (q, k, v))
     observed = next((a for a in ("top_left", "bottom_right")
-                     if _close(out, reference_sdpa(*wide, is_causal=True, causal_alignment=a))),
+                     if _close(out, reference_sdpa(q64, k64, v64, is_causal=True,
+                                                   causal_alignment=a))),
                     "unrecognised")
     ctx.observed["causal_alignment"] = observed
     declared = ctx.adapter.conventions["causal_alignment"]
@@ -140,11 +142,11 @@ def _causal_rows_call(ctx: RunContext) -> dict | None:
         "bottom_right" in features) else None
 
 
-def _row_probes(ctx: RunContext) -> dict[str, dict]:
+def _row_probes(ctx: RunContext) -> dict[str, dict[str, Any]]:
     """Per mask kind the adapter supports (conformance.judging.empty_rows.KINDS): the keyword
     arguments of a probe call whose empty rows that kind hid (attn_mask drawn later)."""
     features = ctx.adapter.ops["sdpa"].features
-    probes = {kind: {"attn_mask": kind} for kind in ("bool", "float")
+    probes: dict[str, dict[str, Any]] = {kind: {"attn_mask": kind} for kind in ("bool", "float")
               if f"{kind}_mask" in features}
     causal = _causal_rows_call(ctx)
     if causal is not None:

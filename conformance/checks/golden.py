@@ -80,8 +80,8 @@ def _reference(entry: dict, arrays: dict, policy: str, **extra) -> Any:
         kwargs["window"] = tuple(kwargs["window"])
     given = {n: arrays[n].astype(np.float64) if arrays[n].dtype != bool else arrays[n]
              for n in ("attn_mask", *ARRAY_OPTIONS) if n in arrays}
-    wide = [arrays[n].astype(np.float64) for n in ("query", "key", "value")]
-    return reference_sdpa(*wide, fully_masked=policy, **kwargs, **given, **extra)
+    q, k, v = (arrays[n].astype(np.float64) for n in ("query", "key", "value"))
+    return reference_sdpa(q, k, v, fully_masked=policy, **kwargs, **given, **extra)
 
 
 def _empty_rows(entry: dict, arrays: dict) -> EmptyRows | None:
@@ -138,9 +138,9 @@ def _judge_case(ctx: RunContext, op: str, case_id: str, entry: dict, arrays: dic
                 rows: EmptyRows | None) -> Result:
     args, kwargs = _call_arguments(ctx, entry, arrays)
     what = f"golden {case_id} (seed {entry.get('seed')})"
-    outcome, bad = guarded_call(ctx, op, "golden", case_id, what, args, kwargs)
-    if bad:
-        return bad
+    outcome = guarded_call(ctx, op, "golden", case_id, what, args, kwargs)
+    if isinstance(outcome, Result):
+        return outcome
     expected = arrays["expected_output"]
     out = outcome.value
     problem = check_contract(out, expected.shape, expected.dtype) if isinstance(
@@ -149,8 +149,9 @@ def _judge_case(ctx: RunContext, op: str, case_id: str, entry: dict, arrays: dic
         return result(ctx, op, "golden", case_id, FAILED, headline(op, "golden", what) +
                       f"\n{problem}", seed=entry.get("seed"))
     dtype = dtype_name(expected.dtype)
+    query, key, value = args
     ref_lowp = expected if dtype == "float64" else reference_sdpa(
-        *args, compute_dtype=expected.dtype, **{k: v for k, v in entry["kwargs"].items()
+        query, key, value, compute_dtype=expected.dtype, **{k: v for k, v in entry["kwargs"].items()
                                                 if k not in ("return_lse", "return_weights")},
         **{n: arrays[n] for n in ("attn_mask", *ARRAY_OPTIONS) if n in arrays})
     bound = bound_for(op, dtype, expected, ref_lowp, ctx.tolerance)

@@ -65,10 +65,10 @@ def _prepare(ctx: RunContext, op: str, check: str, case: Case):
 
 def _outputs(ctx, op, check, case, args, kwargs, expectations):
     """(list of output arrays, None) or (None, failed/skipped Result)."""
-    outcome, bad = guarded_call(ctx, op, check, case.id, case.describe(), args, kwargs,
-                                _case_size(case))
-    if bad:
-        return None, bad
+    outcome = guarded_call(ctx, op, check, case.id, case.describe(), args, kwargs,
+                           _case_size(case))
+    if isinstance(outcome, Result):
+        return None, outcome
     try:
         return op_specs()[op].outputs(outcome.value, expectations), None
     except OutputTypeError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, given, reject, settings
@@ -109,7 +110,7 @@ def as_mask(visible: np.ndarray, kind: str, dtype) -> np.ndarray:
 
 
 @functools.cache
-def problems(shapes: tuple[tuple[str, object], ...], dtype: str,
+def problems(shapes: tuple[tuple[str, Any], ...], dtype: str,
              mask: str) -> SearchStrategy[AttentionProblem]:
     """The strategy of a property's problems, built (and validated by hypothesis) once per
     process rather than once per run of the property."""
@@ -212,13 +213,15 @@ def _drive(ctx: RunContext, prop: Property, body_mask: str, tally: Tally) -> Res
             failure.update(problem=problem, message=str(exc))
             raise
 
-    test = hypothesis_seed(ctx.seed if not ctx.profile.derandomize else
-                           derandomized_seed(test.hypothesis.inner_test))(test)
-    test._hypothesis_internal_database_key = None  # database=None: spares another digest
+    # hypothesis's wrapper: the attributes it carries (.hypothesis, the database key) are untyped
+    run_test: Any = test
+    run_test = hypothesis_seed(ctx.seed if not ctx.profile.derandomize else
+                               derandomized_seed(run_test.hypothesis.inner_test))(run_test)
+    run_test._hypothesis_internal_database_key = None  # database=None: spares another digest
     case_id = f"hypothesis[{dtype}]"
     try:
         with with_reporter(lambda _: None):
-            test()
+            run_test()
     except PropertyFailure:
         problem = failure["problem"]
         return result(ctx, "sdpa", prop.name, case_id, FAILED, headline(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -215,24 +216,29 @@ def no_mutation(ctx: RunContext, p: AttentionProblem) -> None:
                               f"{', '.join(outcome.mutated)}")
 
 
+def _doc(body: Callable[..., None]) -> str:
+    """The property's description: its body's docstring (every body has one)."""
+    return body.__doc__ or ""
+
+
 SMALL = {"max_len": 7, "max_dim": 8}
 PROPERTIES = (
-    Property("masked_keys", masked_keys, (), "mask", SMALL, masked_keys.__doc__),
+    Property("masked_keys", masked_keys, (), "mask", SMALL, _doc(masked_keys)),
     Property("causality", causality, ("causal",), "none", {**SMALL, "min_len": 2},
-             causality.__doc__),
+             _doc(causality)),
     Property("shift_invariance", shift_invariance, ("float_mask",), "none", SMALL,
-             shift_invariance.__doc__),
-    Property("permutation", permutation, (), "mask?", SMALL, permutation.__doc__),
-    Property("convex_hull", convex_hull, (), "mask?", SMALL, convex_hull.__doc__),
+             _doc(shift_invariance)),
+    Property("permutation", permutation, (), "mask?", SMALL, _doc(permutation)),
+    Property("convex_hull", convex_hull, (), "mask?", SMALL, _doc(convex_hull)),
     Property("independence", independence, (), "none", {**SMALL, "max_heads": 3},
-             independence.__doc__),
-    Property("padding", padding, (), "mask", SMALL, padding.__doc__),
+             _doc(independence)),
+    Property("padding", padding, (), "mask", SMALL, _doc(padding)),
     Property("decoding", decoding, ("causal",), "none", {**SMALL, "equal_lengths": True},
-             decoding.__doc__),
+             _doc(decoding)),
     Property("gqa_repeat", gqa_repeat, ("gqa",), "none", {**SMALL, "gqa": True},
-             gqa_repeat.__doc__),
-    Property("scale_law", scale_law, (), "none", SMALL, scale_law.__doc__),
-    Property("fully_masked", fully_masked, (), "mask", SMALL, fully_masked.__doc__),
-    Property("determinism", determinism, (), "mask?", SMALL, determinism.__doc__),
-    Property("no_mutation", no_mutation, (), "mask?", SMALL, no_mutation.__doc__),
+             _doc(gqa_repeat)),
+    Property("scale_law", scale_law, (), "none", SMALL, _doc(scale_law)),
+    Property("fully_masked", fully_masked, (), "mask", SMALL, _doc(fully_masked)),
+    Property("determinism", determinism, (), "mask?", SMALL, _doc(determinism)),
+    Property("no_mutation", no_mutation, (), "mask?", SMALL, _doc(no_mutation)),
 )

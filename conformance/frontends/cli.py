@@ -112,7 +112,10 @@ class Progress:
         stream = sys.stderr if stream is None else stream  # at call time: capture-friendly
         self.stream, self.tty = stream, stream.isatty()
         self.counts = {PASSED: 0, FAILED: 0, SKIPPED: 0, ERROR: 0}
-        self.current, self.started, self.check_counts = None, time.monotonic(), None
+        self.started = time.monotonic()
+        self.current: tuple[str, str] | None = None  # (op, check) being run
+        self.check_counts: dict[str, int] = {}  # its results by status
+        self.check_started = self.started
 
     def __call__(self, r: Result) -> None:
         key = (r.op, r.check)

@@ -127,7 +127,7 @@ class AdapterCollector(pytest.Collector):
         super().__init__(**kwargs)
         self.adapter = adapter
 
-    def collect(self) -> list[pytest.Item]:
+    def collect(self) -> list[ConformanceItem]:
         run = self.config.stash[CONFIG_KEY]
         items = []
         for check, op, group in groups(self.adapter, run):
@@ -145,6 +145,7 @@ class ConformanceItem(pytest.Item):
     def __init__(self, *, check: Check, op: str, group: str | None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.check, self.op, self.group = check, op, group
+        assert isinstance(self.parent, AdapterCollector)  # from_parent in its collect()
         self.adapter: ResolvedAdapter = self.parent.adapter
 
     def setup(self) -> None:
@@ -215,8 +216,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                                  adapter=adapter)
         found = collector.collect()
         # a collect report, so the terminal counts these items like any others
+        result: list[pytest.Item | pytest.Collector] = list(found)
         config.hook.pytest_collectreport(
-            report=pytest.CollectReport(collector.nodeid, "passed", None, found))
+            report=pytest.CollectReport(collector.nodeid, "passed", None, result))
         items.extend(found)
 
 
@@ -244,7 +246,7 @@ class SessionVerdict:
         for key, value in report.user_properties:
             if key.startswith("attnconf-observed-"):
                 name = key.removeprefix("attnconf-observed-")
-                self.observed.setdefault(adapter, {})[name] = value
+                self.observed.setdefault(adapter, {})[name] = str(value)  # a repr already
 
     def never_exercised(self) -> list[str]:
         return [adapter for adapter, (core, exercised, unskipped) in self.seen.items()

@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -166,9 +166,9 @@ def worker_main(argv: list[str]) -> None:
         adapter = resolve(config["spec"], framework=config["framework"])
         reply = {"status": "ready", "description": describe(adapter)}
     except BaseException as exc:  # an import may even sys.exit
-        message = str(exc) if isinstance(exc, AdapterLoadError) else (
+        text = str(exc) if isinstance(exc, AdapterLoadError) else (
             f"adapter {config['spec']!r} failed to load: {describe_exception(exc)}")
-        reply = {"status": "load_error", "message": message,
+        reply = {"status": "load_error", "message": text,
                  "traceback": "".join(traceback.format_exception(exc))}
     _empty_output()
     channel.send(reply, [])
@@ -295,7 +295,7 @@ def _kill_idle() -> None:
 
 
 def _start(spec: str, framework: str | None, memory: int | None,
-           worker: Worker | None = None) -> tuple[Worker, dict]:
+           worker: Worker | None = None) -> tuple[Worker, Any]:
     """A ready worker (``worker`` once it is, or a new one) and its description;
     AdapterLoadError (one line) otherwise."""
     worker = worker or Worker(spec, framework, memory)
@@ -318,10 +318,10 @@ def _start(spec: str, framework: str | None, memory: int | None,
 
 
 def resolve_isolated(spec: str, framework: str | None = None,
-                     memory: int | str | None = "env") -> ResolvedAdapter:
+                     memory: int | Literal["env"] | None = "env") -> ResolvedAdapter:
     """Resolve ``spec`` in a fresh worker process; the parent never imports the adapter."""
-    memory = memory_limit_from_env() if memory == "env" else memory
-    worker, description = _start(spec, framework, memory)
+    limit = memory_limit_from_env() if isinstance(memory, str) else memory
+    worker, description = _start(spec, framework, limit)
     try:
         adapter = from_description(spec, framework, description)
     except AdapterLoadError:
@@ -341,10 +341,11 @@ class SubprocessInvoker:
     mode = "subprocess"
 
     def __init__(self, adapter: ResolvedAdapter, timeout: float | None = None,
-                 memory: int | str | None = "env", budget: HangBudget | None = None) -> None:
+                 memory: int | Literal["env"] | None = "env",
+                 budget: HangBudget | None = None) -> None:
         self.adapter, self.timeout = adapter, timeout
         self.budget = budget or HangBudget()
-        self.memory = memory_limit_from_env() if memory == "env" else memory
+        self.memory = memory_limit_from_env() if isinstance(memory, str) else memory
         self.key = (adapter.spec, adapter.framework_arg, self.memory)
         self.worker: Worker | None = _IDLE.pop(self.key, None)
         self.restarts, self.sequence, self.busy = 0, 0, False
