@@ -1,6 +1,6 @@
 """Run profiles: how much to run and how reproducibly.
 
-Every profile runs the adapter in a worker process (``conformance.adapters.isolated.process``:
+Every profile runs the adapter in a worker process (``conformance.adapters.isolated.parent``:
 a crash, hang or monkey-patch fails cases instead of the run; ``--isolate
 inprocess`` for debugging). quick: one adapter in ≤ 30 s on a 2-core machine;
 ci: derandomized hypothesis with no example database (a verdict is

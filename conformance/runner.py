@@ -68,7 +68,7 @@ def resolve_adapter(spec: str, config: RunConfig, framework: str | None = None
     """Resolve ``spec`` the way the run will call it: under subprocess isolation the
     adapter is loaded in a worker only, never imported into this process."""
     if isolation_mode(config) == "subprocess":
-        from conformance.adapters.isolated.process import resolve_isolated
+        from conformance.adapters.isolated.parent import resolve_isolated
 
         return resolve_isolated(spec, framework)
     return resolve(spec, framework=framework)
@@ -88,7 +88,7 @@ def timeout_range(config: RunConfig) -> tuple[float, float]:
 
 def make_invoker(adapter: ResolvedAdapter, config: RunConfig) -> Invoker:
     if isolation_mode(config) == "subprocess":
-        from conformance.adapters.isolated.process import SubprocessInvoker
+        from conformance.adapters.isolated.parent import SubprocessInvoker
 
         return SubprocessInvoker(adapter, timeout=config.timeout)
     if adapter.isolated:

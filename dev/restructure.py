@@ -114,6 +114,16 @@ SYMBOL_MOVES: dict[tuple[str, str], tuple[str, str]] = {
     ("conformance.strategies", "MASK_KINDS"): ("conformance.strategies", "MASK_CHOICES"),
 }
 
+# modules split or renamed by hand after the restructure commit: the module map of
+# --rewrite-only sends their old names (and the pre-restructure name) here
+LATER_MOVES: dict[str, str] = {
+    # adapters/isolated/process.py became parent.py (the parent side) + worker.py
+    "conformance/adapters/isolated/process.py": "conformance/adapters/isolated/parent.py",
+}
+for _old in ("conformance.isolation", "conformance.adapters.isolated.process"):
+    for _name in ("worker_main", "MEMORY_ENV", "DEFAULT_MEMORY", "OUTPUT_LIMIT"):
+        SYMBOL_MOVES[_old, _name] = ("conformance.adapters.isolated.worker", _name)
+
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".ini", ".json", ".cfg", ".txt"}
 EXTRA_FILES = {".ci/run"}
 SELF = "dev/restructure.py"
@@ -164,7 +174,10 @@ def module_map(moves: dict[str, str]) -> dict[str, str]:
 def table_moves() -> dict[str, str]:
     """MOVES without the tree (for --rewrite-only, after the move): file entries as they
     are; a directory entry stays a prefix in the module and path maps."""
-    return {old: new for old, new in MOVES.items() if old.endswith(".py")}
+    later = {new: LATER_MOVES.get(new, new) for new in MOVES.values()}
+    moves = {old: later[new] for old, new in MOVES.items() if old.endswith(".py")}
+    moves.update(LATER_MOVES)
+    return moves
 
 
 def path_map(moves: dict[str, str]) -> dict[str, str]:

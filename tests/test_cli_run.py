@@ -21,9 +21,9 @@ from harness_adapters import NO_SQRT_D_FILE, attnconf, attnconf_subprocess, spec
 pytestmark = pytest.mark.slow
 
 # The ci profile runs the adapter in a worker process once
-# conformance.adapters.isolated.process exists; until then it is run in-process, so this
+# conformance.adapters.isolated.parent exists; until then it is run in-process, so this
 # test does not wait on that module.
-CI_ISOLATION = () if importlib.util.find_spec("conformance.adapters.isolated.process") else (
+CI_ISOLATION = () if importlib.util.find_spec("conformance.adapters.isolated.parent") else (
     "--isolate", "inprocess")
 
 

@@ -23,7 +23,7 @@ from hostile._honest import TRIGGER_ID
 from conformance.adapters.frameworks import OutputTypeError
 from conformance.adapters.invoke import HANG_BUDGET, NotRun, StopExamples, dispatch
 from conformance.adapters.isolated import wire
-from conformance.adapters.isolated.process import SubprocessInvoker, WorkerCrashed, resolve_isolated
+from conformance.adapters.isolated.parent import SubprocessInvoker, WorkerCrashed, resolve_isolated
 from conformance.adapters.load import AdapterLoadError, describe, from_description, resolve
 from conformance.checks import CHECK_NAMES
 from conformance.frontends import cli

@@ -14,6 +14,8 @@ SCRIPT = ROOT / "dev" / "restructure.py"
 
 OLD = '''"""See conformance/tolerance.py."""
 import conformance.isolation as iso
+from conformance.adapters.isolated.process import worker_main
+from conformance.isolation import resolve_isolated
 import reference.sdpa as sdpa_module
 from conformance import tolerance
 from conformance.adapters import resolve
@@ -29,7 +31,9 @@ bound = conformance.compare.compare
 # commits moved (OPS to the vocabulary, BLOCKED_ABOVE to the harness)
 NEW_LINES = [
     '"""See conformance/judging/tolerance.py."""',
-    "import conformance.adapters.isolated.process as iso",
+    "import conformance.adapters.isolated.parent as iso",
+    "from conformance.adapters.isolated.worker import worker_main",
+    "from conformance.adapters.isolated.parent import resolve_isolated",
     "import reference.scaled_dot_product as sdpa_module",
     "from conformance.judging import tolerance",
     "from conformance.adapters.load import resolve",

@@ -9,7 +9,7 @@ outputs (a tuple stays a tuple). It raises:
   wrong numbers); only KeyboardInterrupt goes through, to stop the run;
 * ``OutputTypeError`` when the output is not an array of its framework.
 
-The in-process invoker lives here; ``conformance.adapters.isolated.process`` runs the same
+The in-process invoker lives here; ``conformance.adapters.isolated.parent`` runs the same
 calls in a worker process, where a call can also be *lost* (``WorkerLost``: a
 timeout, a dead worker). ``HangBudget`` bounds what lost calls cost a run: after
 ``HANG_BUDGET`` of them on one op, that op's remaining calls are refused
@@ -251,7 +251,7 @@ def crash_reports() -> Iterator[None]:
 
 class Invoker(Protocol):
     """How a check calls the adapter: in this process, or in a worker
-    (``conformance.adapters.isolated.process.SubprocessInvoker``)."""
+    (``conformance.adapters.isolated.parent.SubprocessInvoker``)."""
 
     mode: str  # "inprocess" | "subprocess": reported in the run's settings
     # True while a hypothesis-driven check runs: a timeout or dead worker then raises

@@ -7,7 +7,7 @@ callable (op ``sdpa``, features read from its signature) or an object/module
 exposing op names. Loading happens when a run is configured, never at import.
 
 ``describe`` turns a ResolvedAdapter into plain data and ``from_description``
-builds one back from it: that is how ``conformance.adapters.isolated.process`` resolves an
+builds one back from it: that is how ``conformance.adapters.isolated.parent`` resolves an
 adapter inside a worker process without the parent ever importing it.
 """
 

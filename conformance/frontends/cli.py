@@ -10,17 +10,17 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 import traceback
 from collections.abc import Sequence
 
 from conformance.adapters.load import AdapterLoadError
 from conformance.checks import CHECKS
 from conformance.errors import UsageError as UsageError
+from conformance.frontends.progress import Progress
 from conformance.frontends.report import parse_report_spec, to_text, write_report
 from conformance.judging.tolerance import DEFAULT_K, Tolerance
 from conformance.profiles import PROFILES
-from conformance.results import ERROR, EXIT_INTERNAL_ERROR, FAILED, PASSED, SKIPPED, Result, verdict
+from conformance.results import EXIT_INTERNAL_ERROR, Result, verdict
 from conformance.runner import (
     DEFAULT_SEED,
     RunConfig,
@@ -105,48 +105,6 @@ def count_option(flag: str, value: str | None) -> int | None:
     return number
 
 
-class Progress:
-    """A live line on a terminal; one line per finished check otherwise (CI logs)."""
-
-    def __init__(self, stream=None) -> None:
-        stream = sys.stderr if stream is None else stream  # at call time: capture-friendly
-        self.stream, self.tty = stream, stream.isatty()
-        self.counts = {PASSED: 0, FAILED: 0, SKIPPED: 0, ERROR: 0}
-        self.started = time.monotonic()
-        self.current: tuple[str, str] | None = None  # (op, check) being run
-        self.check_counts: dict[str, int] = {}  # its results by status
-        self.check_started = self.started
-
-    def __call__(self, r: Result) -> None:
-        key = (r.op, r.check)
-        if key != self.current:
-            self.flush_check()
-            self.current, self.check_counts = key, {PASSED: 0, FAILED: 0, SKIPPED: 0, ERROR: 0}
-            self.check_started = time.monotonic()
-        self.counts[r.status] += 1
-        self.check_counts[r.status] += 1
-        if self.tty:
-            c = self.counts
-            self.stream.write(f"\r\x1b[K{r.op}/{r.check} {r.case[:50]}  "
-                              f"{c[PASSED]} passed {c[FAILED]} failed {c[SKIPPED]} skipped"
-                              + (f" {c[ERROR]} errors" if c[ERROR] else ""))
-            self.stream.flush()
-
-    def flush_check(self) -> None:
-        if self.current and not self.tty:
-            c = self.check_counts
-            errors = f", {c[ERROR]} internal errors of the kit" if c[ERROR] else ""
-            self.stream.write(f"  {self.current[0]}/{self.current[1]}: {c[PASSED]} passed, "
-                              f"{c[FAILED]} failed, {c[SKIPPED]} skipped{errors} "
-                              f"({time.monotonic() - self.check_started:.1f} s)\n")
-            self.stream.flush()
-
-    def close(self) -> None:
-        self.flush_check()
-        if self.tty:
-            self.stream.write("\r\x1b[K")
-
-
 def _config(args) -> RunConfig:
     try:
         only = check_only(args.only)
@@ -208,7 +166,7 @@ def _case_results(case: str | None, results: list[Result]) -> list[Result]:
 
 def _isolation_limits(config: RunConfig) -> str:
     """The header's words for the per-call timeout and the worker's memory limit."""
-    from conformance.adapters.isolated.process import memory_limit_from_env
+    from conformance.adapters.isolated.parent import memory_limit_from_env
 
     low, high = timeout_range(config)
     timeout = (f"{config.timeout:g} s per call" if config.timeout else

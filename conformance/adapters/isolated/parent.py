@@ -30,25 +30,21 @@ What a broken adapter costs:
 The worker runs under ``RLIMIT_AS`` (4 GiB unless ``ATTNCONF_WORKER_MEMORY``
 says otherwise: ``2G``, ``512M``, a byte count, or ``none``, which CUDA
 adapters need because the driver maps a large address space), no core
-files, and at most ``OUTPUT_LIMIT`` bytes of output per call.
+files, and at most ``worker.OUTPUT_LIMIT`` bytes of output per call.
 """
 
 from __future__ import annotations
 
 import atexit
-import faulthandler
 import fcntl
 import json
 import os
-import re
-import resource
 import select
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from typing import Any, Literal
 
 import numpy as np
@@ -61,133 +57,30 @@ from conformance.adapters.invoke import (
     Outcome,
     StopExamples,
     WorkerLost,
-    describe_exception,
-    dispatch,
 )
 from conformance.adapters.isolated.wire import (
-    MAX_ARRAY_BYTES,
     Channel,
     ProtocolError,
     decode,
-    dtype_token,
     encode,
 )
+from conformance.adapters.isolated.worker import memory_limit_from_env
 from conformance.adapters.load import (
     AdapterLoadError,
     ResolvedAdapter,
-    describe,
     from_description,
-    resolve,
 )
 from conformance.errors import RemoteTraceback as RemoteTraceback
 from conformance.errors import Unsupported
 from conformance.errors import WorkerCrashed as WorkerCrashed
 from conformance.errors import WorkerTimeout as WorkerTimeout
 
-MEMORY_ENV = "ATTNCONF_WORKER_MEMORY"
-DEFAULT_MEMORY = 4 << 30
-OUTPUT_LIMIT = 64 << 20  # bytes a worker may write to stdout/stderr during one call
 LOAD_TIMEOUT = 120.0  # seconds to start a worker and load the adapter (torch takes a few)
 DEFAULT_CALL_TIMEOUT = 60.0  # when neither the caller nor --timeout gives one
 
 
-# -- the worker ---------------------------------------------------------------------------
-
-
-def memory_limit_from_env() -> int | None:
-    """Bytes of address space for a worker, from ATTNCONF_WORKER_MEMORY (None = no limit)."""
-    text = os.environ.get(MEMORY_ENV, "").strip().lower()
-    if not text:
-        return DEFAULT_MEMORY
-    if text in ("none", "0", "unlimited"):
-        return None
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)i?b?", text)
-    if not match:
-        raise ValueError(f"{MEMORY_ENV}={text!r}: expected e.g. 4G, 512M, a byte count or none")
-    return int(float(match[1]) * 1024 ** " kmgt".index(match[2] or " "))
-
-
-def _limit_worker(memory: int | None) -> None:
-    for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CORE, 0),
-                         (resource.RLIMIT_FSIZE, OUTPUT_LIMIT)):
-        if value is not None:
-            hard = resource.getrlimit(limit)[1]
-            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-            resource.setrlimit(limit, (value, value))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # too much output: EFBIG, not death
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    faulthandler.enable(sys.stderr, all_threads=True)
-
-
-def _serve(adapter: ResolvedAdapter, message: dict, arrays: list) -> tuple[dict, list]:
-    """One request: the reply and its arrays. Never raises."""
-    try:
-        args, kwargs = decode(message["args"], arrays), decode(message["kwargs"], arrays)
-        outcome = dispatch(adapter, message["op"], args, kwargs)
-        out: list[np.ndarray] = []
-        value = encode(outcome.value, out)
-        for a in out:
-            dtype_token(a.dtype)
-        if sum(a.nbytes for a in out) > MAX_ARRAY_BYTES:
-            raise OutputTypeError(f"outputs of {sum(a.nbytes for a in out)} bytes: too large")
-        return {"status": "ok", "value": value, "mutated": list(outcome.mutated)}, out
-    except Unsupported as exc:
-        return {"status": "unsupported", "message": str(exc)}, []
-    except AdapterError as exc:
-        replace = isinstance(exc.__context__, MemoryError)
-        return {"status": "adapter_error", "message": str(exc), "replace": replace}, []
-    except OutputTypeError as exc:
-        return {"status": "output_type", "message": str(exc)}, []
-    except BaseException as exc:  # the output broke the conversion, a hostile __array__, …
-        return {"status": "output_type", "message": "the adapter's output could not be used: "
-                + describe_exception(exc), "replace": True}, []
-
-
-def _empty_output() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:  # a closed or replaced stream is the adapter's doing
-            pass
-    try:
-        os.ftruncate(1, 0)
-    except OSError:
-        pass
-
-
-def worker_main(argv: list[str]) -> None:
-    """Entry point of a worker: ``READ_FD WRITE_FD CONFIG_JSON``."""
-    read_fd, write_fd, config = int(argv[0]), int(argv[1]), json.loads(argv[2])
-    for fd in (read_fd, write_fd):
-        os.set_inheritable(fd, False)  # not into processes the adapter starts
-    _limit_worker(config["memory"])
-    channel = Channel(read_fd, write_fd)
-    try:
-        adapter = resolve(config["spec"], framework=config["framework"])
-        reply = {"status": "ready", "description": describe(adapter)}
-    except BaseException as exc:  # an import may even sys.exit
-        text = str(exc) if isinstance(exc, AdapterLoadError) else (
-            f"adapter {config['spec']!r} failed to load: {describe_exception(exc)}")
-        reply = {"status": "load_error", "message": text,
-                 "traceback": "".join(traceback.format_exception(exc))}
-    _empty_output()
-    channel.send(reply, [])
-    if reply["status"] != "ready":
-        return
-    while True:
-        try:
-            message, arrays = channel.receive()
-        except EOFError:
-            return
-        reply, out = _serve(adapter, message, arrays)
-        _empty_output()
-        channel.send({**reply, "seq": message.get("seq")}, out)
-
-
-# -- the parent side ----------------------------------------------------------------------
-
 _BOOTSTRAP = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
-              "from conformance.adapters.isolated.process import worker_main; "
+              "from conformance.adapters.isolated.worker import worker_main; "
               "worker_main(sys.argv[2:])")
 
 
@@ -207,7 +100,8 @@ class Worker:
         reply_r, reply_w = os.pipe()
         self.log = tempfile.TemporaryFile(prefix="attnconf-worker-")
         flags = fcntl.fcntl(self.log.fileno(), fcntl.F_GETFL)
-        fcntl.fcntl(self.log.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)  # see _empty_output
+        # append mode: see worker._empty_output
+        fcntl.fcntl(self.log.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
         os.set_blocking(request_w, False)
         config = json.dumps({"spec": spec, "framework": framework, "memory": memory})
         try:
@@ -456,8 +350,4 @@ __all__ = [
     "WorkerTimeout",
     "memory_limit_from_env",
     "resolve_isolated",
-    "worker_main",
 ]
-
-if __name__ == "__main__":
-    worker_main(sys.argv[1:])
