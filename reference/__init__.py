@@ -11,6 +11,7 @@ from reference.decode import decode_step
 from reference.encoder_layer import encoder_layer
 from reference.feed_forward import feed_forward
 from reference.multi_head import multi_head_attention
+from reference.paged_attention import paged_attention
 from reference.positional import sinusoidal_positional_encoding
 from reference.relative_music import relative_attention, relative_attention_naive
 from reference.relative_shaw import shaw_relative_attention
@@ -18,6 +19,7 @@ from reference.relative_t5 import t5_relative_bias, t5_relative_position_bucket
 from reference.rotary import rotary_embedding
 from reference.sdpa import sdpa
 from reference.sdpa_backward import sdpa_backward
+from reference.sdpa_varlen import sdpa_varlen
 from reference.self_attention import self_attention
 
 VARIANTS = {
@@ -38,6 +40,8 @@ VARIANTS = {
     "relative_attention_naive": relative_attention_naive,
     "t5_relative_position_bucket": t5_relative_position_bucket,
     "t5_relative_bias": t5_relative_bias,
+    "sdpa_varlen": sdpa_varlen,
+    "paged_attention": paged_attention,
 }
 
 __all__ = [
@@ -49,11 +53,13 @@ __all__ = [
     "encoder_layer",
     "feed_forward",
     "multi_head_attention",
+    "paged_attention",
     "relative_attention",
     "relative_attention_naive",
     "rotary_embedding",
     "sdpa",
     "sdpa_backward",
+    "sdpa_varlen",
     "self_attention",
     "shaw_relative_attention",
     "sinusoidal_positional_encoding",
