@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from conformance.fixturegen import golden_ragged
 from conformance.fixturegen.golden_sdpa import _mask
 from reference.encoder_layer import EncoderLayerWeights
 
@@ -285,3 +286,7 @@ CASES = [
      {"lq": 13, "lk": 13, "H": 3, "bidirectional": False, "num_buckets": 6,
       "max_distance": 9}),
 ]
+
+# sdpa_varlen and paged_attention (issue 19): their own module
+BUILDERS.update(golden_ragged.BUILDERS)
+CASES += golden_ragged.CASES

@@ -55,10 +55,11 @@ def require(binding: OpBinding, case: Case) -> None:
 
 
 def _registry() -> dict[str, OpSpec]:
-    from conformance.ops import other_ops, sdpa
+    from conformance.ops import other_ops, paged, sdpa, varlen
 
     specs = {"sdpa": sdpa.SPEC}
     specs.update(other_ops.SPECS)
+    specs.update({"sdpa_varlen": varlen.SPEC, "paged_attention": paged.SPEC})
     return specs
 
 
