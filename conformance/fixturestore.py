@@ -23,7 +23,10 @@ import hashlib
 import importlib.resources
 import io
 import json
+import math
+import re
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,32 @@ FORMAT = 1
 # Files that may sit in a fixtures tree without being fixtures.
 NOT_FIXTURES = frozenset({"README.md", "__init__.py"})
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+# Directories the kit ships under its fixtures root: a tree holding one must hold all.
+SHIPPED_DIRS = ("documents", "golden")
+NPY_HEADER_MAX = 4096  # bytes of a .npy member beyond its data (format 1.0 headers: ~128)
+_PINNED: dict[Path, bytes] = {}  # file → the bytes read once and verified (``pin``)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The pinned bytes of ``path`` (see ``pin``), else its bytes on disk."""
+    pinned = _PINNED.get(Path(path).resolve())
+    return pinned if pinned is not None else Path(path).read_bytes()
+
+
+def pin(root: str | Path) -> dict[Path, bytes]:
+    """Read every file under ``root`` into memory, once: from then on the fixtures of this
+    process are those bytes, whatever happens to the files (a run's adapter may rewrite and
+    re-sign them). Returns what was pinned; ``unpin`` forgets it."""
+    root = Path(root).resolve()
+    if root.is_dir():
+        for path in sorted(p for p in root.rglob("*") if p.is_file()
+                           and not _is_ignored(p.relative_to(root))):
+            _PINNED[path] = path.read_bytes()
+    return {p: b for p, b in _PINNED.items() if p.is_relative_to(root)}
+
+
+def unpin() -> None:
+    _PINNED.clear()
 
 
 class FixtureError(Exception):
@@ -88,14 +117,17 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     """
     path = Path(directory) / MANIFEST
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = _read_bytes(path).decode("utf-8")
         manifest = json.loads(text)
     except FileNotFoundError:
         raise FixtureError(f"{path}: missing manifest") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FixtureError(f"{path}: unreadable manifest ({exc})") from None
+    except RecursionError:
+        raise FixtureError(f"{path}: unreadable manifest (JSON nested too deeply)") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise FixtureError(f"{path}: not a fixtures manifest (no 'files' object)")
+    _check_entries(path, manifest["files"])
     if manifest.get("format") != FORMAT:
         raise FixtureError(f"{path}: manifest format {manifest.get('format')!r}, "
                            f"this kit reads format {FORMAT}")
@@ -106,6 +138,44 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise FixtureError(f"{path}: manifest sha256 mismatch (the manifest was edited "
                            f"outside `attnconf fixtures regen`)")
     return manifest
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.+=-]+\.npz")
+_ARRAY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _check_entries(path: Path, files: Mapping[str, Any]) -> None:
+    """Every listed file is a plain ``NAME.npz`` in the manifest's own directory (no ``/``,
+    ``..`` or absolute path) with an object entry whose ``arrays`` map plain array names to
+    objects with an integer ``shape`` and a dtype: FixtureError (one line) otherwise."""
+    for name, entry in files.items():
+        if not _NAME.fullmatch(name) or name.startswith("."):
+            raise FixtureError(f"{path}: refused file name {name[:80]!r} (a manifest lists "
+                               f"plain NAME.npz files of its own directory)")
+        arrays = entry.get("arrays") if isinstance(entry, dict) else None
+        if not isinstance(arrays, dict):
+            raise FixtureError(f"{path}: entry {name!r} is not an object with 'arrays'")
+        for array, meta in arrays.items():
+            shape = meta.get("shape") if isinstance(meta, dict) else None
+            if (not _ARRAY.fullmatch(array) or not isinstance(shape, list)
+                    or not all(type(n) is int and n >= 0 for n in shape)
+                    or not isinstance(meta.get("dtype"), str)):
+                raise FixtureError(f"{path}: entry {name!r} array {array[:40]!r} has no "
+                                   f"valid shape and dtype")
+
+
+def declared_bytes(meta: Mapping[str, Any]) -> int | None:
+    """Bytes of an array's data by its manifest shape and dtype; None for an unknown dtype."""
+    try:
+        itemsize = np.dtype(meta["dtype"]).itemsize
+    except (TypeError, ValueError):
+        try:
+            import ml_dtypes
+
+            itemsize = np.dtype(getattr(ml_dtypes, meta["dtype"])).itemsize
+        except (AttributeError, TypeError, ValueError, ImportError):
+            return None
+    return math.prod(meta["shape"]) * itemsize
 
 
 def write_manifest(directory: str | Path, files: Mapping[str, Any]) -> Path:
@@ -167,20 +237,35 @@ def save_arrays(
     return file_entry
 
 
+def _check_sizes(path: Path, zf: zipfile.ZipFile, arrays: Mapping[str, Any]) -> None:
+    """Each member's declared uncompressed size fits its array's manifest shape and dtype,
+    checked before anything is inflated (a zip bomb declares gigabytes)."""
+    for info in zf.infolist():
+        meta = arrays.get(info.filename.removesuffix(".npy"), {})
+        data = declared_bytes(meta) if meta else None
+        allowed = (data if data is not None else info.compress_size) + NPY_HEADER_MAX
+        if info.file_size > allowed:
+            raise FixtureError(f"{path}: member {info.filename!r} declares {info.file_size} "
+                               f"bytes uncompressed, its manifest shape and dtype allow "
+                               f"{allowed}: refused before inflating")
+
+
 def _check_members(path: Path, data: bytes, arrays: Mapping[str, Any]) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             names = zf.namelist()
             expected = sorted(f"{name}.npy" for name in arrays)
             if sorted(names) != expected:
-                raise FixtureError(f"{path}: holds members {sorted(names)}, manifest lists "
-                                   f"{expected}")
+                raise FixtureError(f"{path}: holds members {sorted(names)[:10]}, manifest "
+                                   f"lists {expected[:10]}")
+            _check_sizes(path, zf, arrays)
             for name, entry in arrays.items():
                 digest = sha256_bytes(zf.read(f"{name}.npy"))
                 if digest != entry.get("sha256"):
                     raise FixtureError(f"{path}: array {name!r} sha256 mismatch "
                                        f"(manifest {entry.get('sha256')}, file {digest})")
-    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+    except (zipfile.BadZipFile, KeyError, OSError, NotImplementedError, RuntimeError,
+            EOFError, ValueError, zlib.error) as exc:
         raise FixtureError(f"{path}: not a readable .npz ({exc})") from None
 
 
@@ -198,7 +283,7 @@ def load_arrays(path: str | Path, *, manifest: Mapping[str, Any] | None = None
     if entry is None:
         raise FixtureError(f"{path}: not listed in {path.parent / MANIFEST}")
     try:
-        data = path.read_bytes()
+        data = _read_bytes(path)
     except FileNotFoundError:
         raise FixtureError(f"{path}: missing (listed in {path.parent / MANIFEST})") from None
     digest = sha256_bytes(data)
@@ -218,7 +303,7 @@ def load_arrays(path: str | Path, *, manifest: Mapping[str, Any] | None = None
                         f"{path}: array {name!r} is {array.dtype.name}{list(array.shape)}, "
                         f"manifest says {meta.get('dtype')}{meta.get('shape')}")
                 out[name] = array
-    except ValueError as exc:  # numpy refuses object arrays without allow_pickle
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # object arrays, …
         raise FixtureError(f"{path}: refused to load ({exc})") from None
     return out
 
@@ -249,6 +334,9 @@ def verify(root: str | Path) -> list[str]:
     if not root.is_dir():
         return [f"{root}: fixtures root is not a directory"]
     problems: list[str] = []
+    if any((root / d).exists() for d in SHIPPED_DIRS):  # the kit's tree, or a copy of it
+        problems += [f"{d}/: missing (the kit ships it; `attnconf fixtures regen` rebuilds it)"
+                     for d in SHIPPED_DIRS if not (root / d).is_dir()]
     files = sorted(p for p in root.rglob("*") if p.is_file()
                    and not _is_ignored(p.relative_to(root)))
     manifests = [p for p in files if p.name == MANIFEST]
