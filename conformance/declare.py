@@ -23,6 +23,8 @@ OPS = (
     "relative_attention",
     "additive_attention",
     "decode_step",
+    "sdpa_varlen",
+    "paged_attention",
 )
 
 FEATURES = (

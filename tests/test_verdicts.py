@@ -255,7 +255,7 @@ def test_a_kit_error_exits_3_and_is_reported_as_such(tmp_path, monkeypatch):
     [error] = [r for r in data["results"] if r["status"] == ERROR]
     assert error["check"] == "golden" and "KeyError: 'causal_alignment'" in error["traceback"]
     assert "_kit_bug" in error["traceback"]
-    suite = ET.parse(paths["junit"]).getroot()
+    suite = ET.parse(paths["junit"]).getroot().find("testsuite")  # in <testsuites>
     assert suite.get("errors") == "1"
     assert [e.get("type") for e in suite.iter("error")] == ["attnconf-internal-error"]
     assert "## Internal errors of the kit" in paths["md"].read_text()
