@@ -55,6 +55,14 @@ class WorkerCrashed(WorkerLost):
     """The worker process died during the call, or broke the protocol."""
 
 
+class WorkerOutOfMemory(WorkerLost):
+    """The worker reached its memory limit during the call; it was ended."""
+
+
+class RunOutOfTime(NotRun):
+    """The run's time budget (--max-time) ran out: the call was not made, or was cut short."""
+
+
 class StopExamples(BaseException):
     """An isolating invoker's failure (a timeout, a dead worker) while it is told that a
     hypothesis-driven check is calling: a BaseException, so hypothesis stops at once rather

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import time
 import traceback
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import nullcontext
@@ -22,15 +23,16 @@ from conformance.adapters.invoke import (
     crash_reports,
     describe_exception,
 )
-from conformance.adapters.load import ResolvedAdapter, resolve
+from conformance.adapters.load import ResolvedAdapter, check_installed, did_you_mean, resolve
 from conformance.checks import CHECK_NAMES, CHECKS, Check, RunContext
 from conformance.checks.base import call_timeout
 from conformance.checks.properties import PropertyFailure, property_dtype
 from conformance.checks.property_bodies import PROPERTIES
+from conformance.errors import Unsupported
 from conformance.judging.tolerance import Tolerance
-from conformance.ops import Unsupported
 from conformance.profiles import PROFILES, Profile
 from conformance.results import ERROR, FAILED, SKIPPED, Result, RunInfo
+from conformance.shard import Shard
 
 DEFAULT_SEED = 20260101
 HYPOTHESIS_CHECKS = frozenset(p.name for p in PROPERTIES)
@@ -47,6 +49,8 @@ class RunConfig:
     timeout: float | None = None  # None = per-case default scaled by size
     framework_flag: str | None = None
     maxfail: int | None = None  # stop after this many failed results (--maxfail N, -x)
+    shard: Shard | None = None  # --shard I/N: only this part of the run's cases
+    max_time: float | None = None  # --max-time S: the whole run's budget in seconds
 
 
 def check_only(names: Iterable[str]) -> tuple[str, ...]:
@@ -54,7 +58,8 @@ def check_only(names: Iterable[str]) -> tuple[str, ...]:
     names = tuple(names)
     unknown = [n for n in names if n not in CHECK_NAMES]
     if unknown:
-        raise ValueError(f"unknown check(s) {unknown}; known: {', '.join(CHECK_NAMES)}")
+        hint = did_you_mean(unknown[0], CHECK_NAMES)
+        raise ValueError(f"unknown check(s) {unknown}; known: {', '.join(CHECK_NAMES)}{hint}")
     return names
 
 
@@ -66,7 +71,9 @@ def isolation_mode(config: RunConfig) -> str:
 def resolve_adapter(spec: str, config: RunConfig, framework: str | None = None
                     ) -> ResolvedAdapter:
     """Resolve ``spec`` the way the run will call it: under subprocess isolation the
-    adapter is loaded in a worker only, never imported into this process."""
+    adapter is loaded in a worker only, never imported into this process. A framework that is
+    not installed is a load error here, before any worker starts."""
+    check_installed(spec, framework)
     if isolation_mode(config) == "subprocess":
         from conformance.adapters.isolated.parent import resolve_isolated
 
@@ -90,7 +97,9 @@ def make_invoker(adapter: ResolvedAdapter, config: RunConfig) -> Invoker:
     if isolation_mode(config) == "subprocess":
         from conformance.adapters.isolated.parent import SubprocessInvoker
 
-        return SubprocessInvoker(adapter, timeout=config.timeout)
+        deadline = time.monotonic() + config.max_time if config.max_time else None
+        return SubprocessInvoker(adapter, timeout=config.timeout, deadline=deadline,
+                                 max_time=config.max_time)
     if adapter.isolated:
         raise ValueError(f"adapter {adapter.spec!r} was resolved in a worker process; "
                          "it can only be called with isolate='subprocess'")
@@ -101,7 +110,24 @@ def selected_checks(config: RunConfig) -> list[Check]:
     return [c for c in CHECKS if not config.only or c.name in config.only]
 
 
-def iter_results(ctx: RunContext, checks: list[Check]) -> Generator[Result, None, None]:
+def sharded(check: Check, ctx: RunContext, op: str, shard: Shard | None) -> Iterator[Result]:
+    """``guarded`` restricted to ``shard``: a whole-check unit elsewhere is not run, a
+    case-by-case check runs only this shard's cases (``RunContext.wants``), and any result
+    outside the shard (a check's blanket skip) is dropped, so shards never overlap."""
+    if shard is None:
+        yield from guarded(check, ctx, op)
+        return
+    if not shard.has_check(op, check.name):
+        return
+    ctx.shard_filter = lambda case_op, case_id: shard.has(case_op, check.name, case_id)
+    try:
+        yield from (r for r in guarded(check, ctx, op) if shard.has(r.op, r.check, r.case))
+    finally:
+        ctx.shard_filter = None
+
+
+def iter_results(ctx: RunContext, checks: list[Check],
+                 shard: Shard | None = None) -> Generator[Result, None, None]:
     if ctx.adapter.unavailable:
         for op in ctx.adapter.ops:
             yield Result(op, "all", "-", SKIPPED, f"unsupported: {ctx.adapter.unavailable}")
@@ -110,7 +136,7 @@ def iter_results(ctx: RunContext, checks: list[Check]) -> Generator[Result, None
     for check in checks:
         for op in ctx.adapter.ops:
             if op in check.ops:
-                for r in guarded(check, ctx, op):
+                for r in sharded(check, ctx, op, shard):
                     if budget is not None and r.status == FAILED:
                         budget.attribute(f"{r.check} {r.case}")  # names a lost call's case
                     yield r
@@ -191,6 +217,31 @@ def versions(adapter: ResolvedAdapter) -> dict[str, str]:
     return found
 
 
+# after --max-time has run out, cases still fail fast ("not run") for at most this long before
+# the rest of the run is dropped; in-process calls cannot be cut, so there it is dropped at once
+BUDGET_GRACE_S = 15.0
+OUT_OF_TIME = "not run: the run's time budget (--max-time {s:g}) ran out"
+
+
+def out_of_time(config: RunConfig, results: list[Result], elapsed: float, in_process: bool
+                ) -> str | None:
+    """The summary's words once --max-time has run out, else None. Past the budget (plus
+    ``BUDGET_GRACE_S`` under isolation, where each refused call fails at once) the run stops."""
+    if not config.max_time or elapsed < config.max_time + (0 if in_process else BUDGET_GRACE_S):
+        return None
+    return (f"{OUT_OF_TIME.format(s=config.max_time)} after {len(results)} results: the "
+            f"remaining checks and cases were not run")
+
+
+def budget_note(config: RunConfig, results: list[Result]) -> str | None:
+    """``not run: … ran out (N results)`` when calls were refused for the run's budget."""
+    if not config.max_time:
+        return None
+    text = OUT_OF_TIME.format(s=config.max_time)
+    refused = sum(r.status == FAILED and text in r.message for r in results)
+    return f"{text} ({refused} results not run)" if refused else None
+
+
 def run(adapter: ResolvedAdapter, config: RunConfig,
         progress: Callable[[Result], None] | None = None) -> tuple[list[Result], RunInfo]:
     """All selected checks on every op the adapter provides; results in table order."""
@@ -198,7 +249,9 @@ def run(adapter: ResolvedAdapter, config: RunConfig,
     ctx = RunContext(adapter, invoker, config.profile, config.seed, config.tolerance,
                      config.case, config.framework_flag, run_flags=run_flags(config))
     results: list[Result] = []
-    stream, failed, stopped = iter_results(ctx, selected_checks(config)), 0, None
+    stream = iter_results(ctx, selected_checks(config), config.shard)
+    failed, stopped, interrupted = 0, None, False
+    started, clock = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.monotonic()
     try:
         in_process = invoker.mode == "inprocess"
         with crash_reports() if in_process else nullcontext():
@@ -212,9 +265,15 @@ def run(adapter: ResolvedAdapter, config: RunConfig,
                                f"(--maxfail {config.maxfail}): the remaining checks and cases "
                                f"were not run")
                     break
+                stopped = out_of_time(config, results, time.monotonic() - clock, in_process)
+                if stopped:
+                    break
+    except KeyboardInterrupt:  # ctrl-C: what finished is reported, marked interrupted
+        interrupted = True
     finally:
         stream.close()  # a check stopped by --maxfail ends here, before its worker is closed
         invoker.close()
+    stopped = stopped or budget_note(config, results)
     info = RunInfo(
         adapter=adapter.spec, profile=config.profile.name, seed=config.seed,
         kit_version=conformance.__version__, versions=versions(adapter),
@@ -228,6 +287,10 @@ def run(adapter: ResolvedAdapter, config: RunConfig,
                   "isolate": invoker.mode,
                   "timeout": config.timeout, "only": list(config.only), "case": config.case,
                   "maxfail": config.maxfail, "stopped_early": stopped,
+                  "max_time": config.max_time,
+                  "shard": None if config.shard is None else str(config.shard),
+                  "interrupted": interrupted, "started": started,
+                  "duration_s": round(time.monotonic() - clock, 3),
                   **invoker.settings()},
     )
     return results, info

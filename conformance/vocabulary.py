@@ -17,6 +17,8 @@ OPS = (
     "relative_attention",
     "additive_attention",
     "decode_step",
+    "sdpa_varlen",
+    "paged_attention",
 )
 
 # what an adapter may declare it supports (case axes that need it are skipped otherwise)

@@ -119,10 +119,29 @@ SYMBOL_MOVES: dict[tuple[str, str], tuple[str, str]] = {
 LATER_MOVES: dict[str, str] = {
     # adapters/isolated/process.py became parent.py (the parent side) + worker.py
     "conformance/adapters/isolated/process.py": "conformance/adapters/isolated/parent.py",
+    # modules main gained after the restructure (issues 16-19), each in its layer
+    "conformance/procs.py": "conformance/adapters/isolated/procs.py",
+    "conformance/limits.py": "conformance/adapters/isolated/limits.py",
+    "conformance/worker_log.py": "conformance/adapters/isolated/worker_log.py",
+    "conformance/worker_process.py": "conformance/adapters/isolated/worker_process.py",
+    "conformance/torch_ragged.py": "conformance/adapters/torch_ragged.py",
+    "conformance/progress.py": "conformance/frontends/progress.py",
+    "conformance/report_files.py": "conformance/frontends/report_files.py",
+    "conformance/dump.py": "conformance/frontends/dump.py",
+    "conformance/merge.py": "conformance/frontends/merge.py",
+    # no reference module shares its name with the function it exports
+    "reference/sdpa_varlen.py": "reference/varlen.py",
+    "reference/paged_attention.py": "reference/paged.py",
 }
 for _old in ("conformance.isolation", "conformance.adapters.isolated.process"):
-    for _name in ("worker_main", "MEMORY_ENV", "DEFAULT_MEMORY", "OUTPUT_LIMIT"):
-        SYMBOL_MOVES[_old, _name] = ("conformance.adapters.isolated.worker", _name)
+    SYMBOL_MOVES[_old, "worker_main"] = ("conformance.adapters.isolated.worker", "worker_main")
+    # the worker's limits, read from the environment (main's limits.py, issue 17)
+    for _name in ("MEMORY_ENV", "DEFAULT_MEMORY", "memory_limit_from_env"):
+        SYMBOL_MOVES[_old, _name] = ("conformance.adapters.isolated.limits", _name)
+# the op table's types left the ops package's __init__ (its re-exports stay)
+for _name in ("Expected", "OpSpec", "require"):
+    SYMBOL_MOVES["conformance.ops", _name] = ("conformance.ops.spec", _name)
+SYMBOL_MOVES["conformance.ops", "Unsupported"] = ("conformance.errors", "Unsupported")
 
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".ini", ".json", ".cfg", ".txt"}
 EXTRA_FILES = {".ci/run"}

@@ -13,6 +13,7 @@ from reference.blocked import blocked_sdpa
 from reference.decode import decode_step
 from reference.encoder import encoder_layer
 from reference.multi_head import multi_head_attention
+from reference.paged import paged_attention
 from reference.position_wise import feed_forward
 from reference.positional import sinusoidal_positional_encoding
 from reference.projected_self_attention import self_attention
@@ -22,6 +23,7 @@ from reference.relative_t5 import t5_relative_bias, t5_relative_position_bucket
 from reference.rotary import rotary_embedding
 from reference.scaled_dot_product import sdpa
 from reference.scaled_dot_product_backward import sdpa_backward
+from reference.varlen import sdpa_varlen
 
 VARIANTS: dict[str, Callable[..., Any]] = {
     "sdpa": sdpa,
@@ -41,6 +43,8 @@ VARIANTS: dict[str, Callable[..., Any]] = {
     "relative_attention_naive": relative_attention_naive,
     "t5_relative_position_bucket": t5_relative_position_bucket,
     "t5_relative_bias": t5_relative_bias,
+    "sdpa_varlen": sdpa_varlen,
+    "paged_attention": paged_attention,
 }
 
 __all__ = [
@@ -52,11 +56,13 @@ __all__ = [
     "encoder_layer",
     "feed_forward",
     "multi_head_attention",
+    "paged_attention",
     "relative_attention",
     "relative_attention_naive",
     "rotary_embedding",
     "sdpa",
     "sdpa_backward",
+    "sdpa_varlen",
     "self_attention",
     "shaw_relative_attention",
     "sinusoidal_positional_encoding",

@@ -21,8 +21,11 @@ def test_list_names_adapters_ops_checks_and_every_case():
     assert run.code == 0
     lines = run.out.splitlines()
     assert lines[0] == "adapters (built-in): " + ", ".join(BUILTINS)
-    assert lines[1] == "ops: " + ", ".join(op_specs())
-    assert [line.split()[0] for line in lines[3:3 + len(CHECK_NAMES)]] == list(CHECK_NAMES)
+    assert lines[1].startswith("adapters (entry points, group attention_conformance.adapters):")
+    ops = next(i for i, line in enumerate(lines) if line.startswith("ops: "))
+    assert lines[ops] == "ops: " + ", ".join(op_specs())
+    assert [line.split()[0] for line in lines[ops + 2:ops + 2 + len(CHECK_NAMES)]] == list(
+        CHECK_NAMES)
     cases = [c.id for s in op_specs().values() for c in s.cases(PROFILES["ci"], DEFAULT_SEED)]
     assert [line.strip() for line in lines if line.strip() in cases] == cases
 

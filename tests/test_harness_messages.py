@@ -42,7 +42,8 @@ def test_constructed_mismatch_message_word_for_word():
         "actual NaN at [(1, 2)]",
         "actual inf at [(1, 1)]",
         "expected inf at [(1, 1)]",
-        "Max absolute difference: 0.25 (and 1 non-finite mismatch)",
+        "Non-finite mismatches: 1 (NaN or inf where the other side is not the same); over the "
+        "finite elements: Max absolute difference: 0.25",
         "Max relative difference: 0.04",
     )
 
@@ -73,7 +74,8 @@ def test_more_than_three_nonfinite_positions_are_counted():
     bound = bound_for("sdpa", "float64", expected, expected, Tolerance())
     lines = compare(actual, expected, bound).lines
     assert "actual NaN at [(0,), (1,), (2,)] (+3 more)" in lines
-    assert lines[-2:] == ("Max absolute difference: 0 (and 6 non-finite mismatches)",
+    assert lines[-2:] == ("Non-finite mismatches: 6 (NaN or inf where the other side is not the "
+                          "same); over the finite elements: Max absolute difference: 0",
                           "Max relative difference: 0")
 
 

@@ -90,8 +90,9 @@ def test_adapter_that_does_not_load_is_a_usage_error(pytester):
     result = pytester.runpytest("--attn-adapter", "no_such_module_xyz:attention")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([
-        "ERROR: attnconf: adapter 'no_such_module_xyz:attention' failed to import: "
-        "ModuleNotFoundError: No module named 'no_such_module_xyz'"])
+        "ERROR: attnconf: adapter 'no_such_module_xyz:attention': no module "
+        f"'no_such_module_xyz' ({pytester.path}/no_such_module_xyz.py does not exist, nor does "
+        "a package of that name on sys.path); not a built-in or entry-point adapter either"])
 
 
 def test_a_session_where_nothing_passed_fails(pytester):

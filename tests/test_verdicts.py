@@ -27,7 +27,7 @@ from conformance.adapters.invoke import AdapterError, InProcessInvoker
 from conformance.adapters.load import resolve
 from conformance.checks import CHECKS, Check, RunContext, properties
 from conformance.checks.property_bodies import PROPERTIES
-from conformance.ops import Unsupported
+from conformance.errors import Unsupported
 from conformance.profiles import PROFILES
 from conformance.results import (
     ERROR,
@@ -255,7 +255,7 @@ def test_a_kit_error_exits_3_and_is_reported_as_such(tmp_path, monkeypatch):
     [error] = [r for r in data["results"] if r["status"] == ERROR]
     assert error["check"] == "golden" and "KeyError: 'causal_alignment'" in error["traceback"]
     assert "_kit_bug" in error["traceback"]
-    suite = ET.parse(paths["junit"]).getroot()
+    suite = ET.parse(paths["junit"]).getroot().find("testsuite")  # in <testsuites>
     assert suite.get("errors") == "1"
     assert [e.get("type") for e in suite.iter("error")] == ["attnconf-internal-error"]
     assert "## Internal errors of the kit" in paths["md"].read_text()

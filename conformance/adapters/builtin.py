@@ -17,7 +17,9 @@ TORCH_SDPA_FEATURES = ("bool_mask", "float_mask", "causal", "scale", "gqa", "dro
 
 
 def numpy_reference() -> Any:
-    """Every op of the NumPy reference, all features: the kit checks itself first."""
+    """Every op of the NumPy reference, all features but random dropout (the reference
+    drops only through an explicit keep-mask, which no adapter parameter takes): the kit
+    checks itself first."""
     import reference
 
     ops = {
@@ -29,9 +31,12 @@ def numpy_reference() -> Any:
         "relative_attention": "relative_attention",
         "additive_attention": "additive_attention",
         "decode_step": "decode_step",
+        "sdpa_varlen": "sdpa_varlen",
+        "paged_attention": "paged_attention",
     }
     found = {op: reference.VARIANTS[name] for op, name in ops.items() if name in reference.VARIANTS}
-    return adapter(SimpleNamespace(**found), name="numpy", features=FEATURES,
+    features = tuple(f for f in FEATURES if f != "dropout")
+    return adapter(SimpleNamespace(**found), name="numpy", features=features,
                    dtypes=("float64", "float32", "float16", "bfloat16"))
 
 
@@ -55,7 +60,12 @@ def _torch_sdpa(backend: str | None, device: str) -> Any:
     sdpa.__name__ = name.replace("-", "_")
     dtypes = ("float64", "float32", "float16", "bfloat16") if device == "cpu" else (
         "float16", "bfloat16")
-    declared = adapter(sdpa, name=name, framework="torch", device=device, dtypes=dtypes,
+    target: Any = sdpa
+    if backend is None and device == "cpu":  # plus sdpa_varlen, paged_attention (per sequence)
+        from conformance.adapters.torch_ragged import ragged_ops
+
+        target = SimpleNamespace(sdpa=sdpa, **ragged_ops())
+    declared = adapter(target, name=name, framework="torch", device=device, dtypes=dtypes,
                        features=TORCH_SDPA_FEATURES)
     if device == "cuda" and not torch.cuda.is_available():
         declared.__attnconf_unavailable__ = f"{name} needs a CUDA device; none is available"

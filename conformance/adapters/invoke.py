@@ -155,10 +155,22 @@ def call_gradients(adapter: ResolvedAdapter, args: list, kwargs: dict) -> Outcom
     return Outcome(tuple(fw.to_numpy(t.grad) if t.grad is not None else None for t in leaves))
 
 
+def seed_framework(framework, seed: int) -> None:
+    """Seed the framework's global generator, where it has one (``torch.manual_seed``)."""
+    seeder = getattr(framework, "seed", None)
+    if callable(seeder):
+        seeder(seed)
+
+
 def dispatch(adapter: ResolvedAdapter, op: str, args: list, kwargs: dict) -> Outcome:
-    """``sdpa:grad`` runs autograd; any other name is an op of the adapter."""
+    """``sdpa:grad`` runs autograd; ``sdpa:seeded`` is sdpa after seeding the framework's
+    generator with ``kwargs["seed"]`` (dropout); any other name is an op of the adapter."""
     if op == "sdpa:grad":
         return call_gradients(adapter, args, kwargs)
+    if op == "sdpa:seeded":
+        kwargs = dict(kwargs)
+        seed_framework(adapter.framework, kwargs.pop("seed"))
+        return call_adapter(adapter, "sdpa", args, kwargs)
     return call_adapter(adapter, op, args, kwargs)
 
 

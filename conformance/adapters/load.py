@@ -13,6 +13,7 @@ adapter inside a worker process without the parent ever importing it.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -47,6 +48,22 @@ PARAM_FEATURES = {
     "return_lse": ("lse",),
 }
 TORCH_PARAMS = ("attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+# how many arguments the harness passes each op positionally (docs/ops.md)
+POSITIONAL_ARGS = {"sdpa": ("query", "key", "value"),
+                   "sdpa_backward": ("query", "key", "value", "grad_out"),
+                   "multi_head_attention": ("query", "key", "value", "num_heads",
+                                            "in_proj_weight", "in_proj_bias",
+                                            "out_proj_weight", "out_proj_bias"),
+                   "rotary_embedding": ("x",), "alibi_slopes": ("num_heads",),
+                   "relative_attention": ("query", "key", "value", "rel_embeddings"),
+                   "additive_attention": ("query", "keys", "values", "w_query", "w_key",
+                                          "w_score"),
+                   "decode_step": ("query", "key_cache", "value_cache", "new_key",
+                                   "new_value"),
+                   "sdpa_varlen": ("query", "key", "value", "cu_seqlens_q", "cu_seqlens_k"),
+                   "paged_attention": ("query", "key_pages", "value_pages", "block_table",
+                                       "seq_lens")}
+TORCH_EXTRA = "python3 -m pip install -c constraints.txt 'attention-conformance[torch]'"
 DECLARED_ONLY = frozenset({"mask_with_causal"})
 
 
@@ -78,7 +95,8 @@ class ResolvedAdapter:
 def _import_file(path: str) -> Any:
     file = Path(path)
     if not file.is_file():
-        raise AdapterLoadError(f"adapter file {path} does not exist")
+        where = "" if file.is_absolute() else f" (a relative path is read from {Path.cwd()})"
+        raise AdapterLoadError(f"adapter file {file.resolve()} does not exist{where}")
     module_name = f"_attnconf_user_{file.stem}"
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:  # not a file Python can import
@@ -94,6 +112,55 @@ def _entry_point(name: str) -> Any | None:
         if ep.name == name:
             return ep.load()
     return None
+
+
+def entry_point_adapters() -> list[tuple[str, str, str]]:
+    """(name, distribution that registered it, ``module:attr``) of every adapter in the
+    entry-point group, sorted by name; nothing is imported."""
+    found = []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        owner = f"{dist.metadata['Name']} {dist.version}" if dist is not None else "unknown"
+        found.append((ep.name, owner, ep.value))
+    return sorted(found)
+
+
+def known_adapter_names() -> list[str]:
+    """Built-in and entry-point adapter names: what a misspelt name is matched against."""
+    from conformance.adapters.builtin import BUILTINS
+
+    return [*BUILTINS, *(name for name, _, _ in entry_point_adapters())]
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
+    """``; did you mean 'torch'?`` for the closest of ``known`` (difflib ratio ≥ 0.6), or ""."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def import_from_cwd(module: str) -> Any:
+    """``importlib.import_module`` with the current directory searched last, as uvicorn and
+    gunicorn find ``module:attr``: the ``attnconf`` script's sys.path[0] is its bin/ folder,
+    not where the user stands. Appended, so a local file never shadows an installed package."""
+    import reference  # noqa: F401  (before cwd joins: see isolation._load)
+
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+    return importlib.import_module(module)
+
+
+def _unknown_module(spec: str, where: str, exc: ModuleNotFoundError) -> AdapterLoadError:
+    """The one line for a spec whose module is not found: the file it looked for, where, and
+    the closest adapter name when the spec was a bare name."""
+    top = where.split(".")[0]
+    if exc.name not in (top, where):  # the user's module imports something missing
+        return AdapterLoadError(f"adapter {spec!r} failed to import: {exc}")
+    hint = did_you_mean(spec, known_adapter_names()) if ":" not in spec else ""
+    looked = Path.cwd() / (where.replace(".", os.sep) + ".py")
+    return AdapterLoadError(
+        f"adapter {spec!r}: no module {where!r} ({looked} does not exist, nor does a package "
+        f"of that name on sys.path); not a built-in or entry-point adapter either{hint}")
 
 
 def passive_openmp() -> None:
@@ -118,6 +185,8 @@ def load_object(spec: str) -> Any:
     where, _, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
     try:
         if spec in BUILTINS:
+            if spec.startswith("torch"):
+                check_framework_installed("torch", f"adapter {spec!r}")
             return BUILTINS[spec]()
         if where.endswith(".py"):
             obj = _import_file(where)
@@ -125,10 +194,15 @@ def load_object(spec: str) -> Any:
             found = None if ":" in spec else _entry_point(spec)
             if found is not None:
                 return found
-            obj = importlib.import_module(where)
+            try:
+                obj = import_from_cwd(where)
+            except ModuleNotFoundError as exc:
+                raise _unknown_module(spec, where, exc) from None
         for part in filter(None, attr.split(".")):
             if not hasattr(obj, part):
-                raise AdapterLoadError(f"adapter {spec!r}: {where} has no attribute {part!r}")
+                hint = did_you_mean(part, [n for n in dir(obj) if not n.startswith("_")])
+                raise AdapterLoadError(
+                    f"adapter {spec!r}: {where} has no attribute {part!r}{hint}")
             obj = getattr(obj, part)
     except (AdapterLoadError, KeyboardInterrupt):
         raise
@@ -170,6 +244,42 @@ def _sdpa_features(params: frozenset[str], declared: frozenset[str] | None, spec
     return frozenset(declared)
 
 
+def check_positional(op: str, fn: Any, spec: str) -> None:
+    """AdapterLoadError (one line) when ``fn`` cannot be called with the arguments the harness
+    passes ``op`` positionally, or needs more: every call would fail with the same
+    TypeError. A callable without a readable signature is given the benefit of the doubt."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    names = POSITIONAL_ARGS.get(op)
+    if names is None:  # an op this table does not describe yet: checked when called
+        return
+    try:
+        signature.bind(*names)
+    except TypeError as exc:
+        raise AdapterLoadError(
+            f"adapter {spec!r}: its {op} must accept ({', '.join(names)}) positionally "
+            f"(docs/ops.md), but {getattr(fn, '__name__', op)}{signature}: {exc}") from None
+
+
+def check_framework_installed(framework: Any, who: str = "--framework torch") -> None:
+    """AdapterLoadError naming the extra to install when ``framework`` is "torch" and torch
+    is not installed: before a run, not as one failure per case."""
+    if framework == "torch" and importlib.util.find_spec("torch") is None:
+        raise AdapterLoadError(f"{who} needs torch, which is not installed here: {TORCH_EXTRA}")
+
+
+def check_installed(spec: str, framework: Any) -> None:
+    """What can be told before loading anything: ``--framework torch`` or a built-in torch
+    adapter without torch installed is a load error naming the extra to install."""
+    from conformance.adapters.builtin import BUILTINS
+
+    check_framework_installed(framework)
+    if spec in BUILTINS and spec.startswith("torch"):
+        check_framework_installed("torch", f"adapter {spec!r}")
+
+
 def _bindings(obj: Any, declaration: Declaration, spec: str) -> dict[str, OpBinding]:
     found = {op: getattr(obj, op) for op in OPS if callable(getattr(obj, op, None))}
     if not found and callable(obj):
@@ -180,6 +290,7 @@ def _bindings(obj: Any, declaration: Declaration, spec: str) -> dict[str, OpBind
         )
     bindings = {}
     for op, fn in found.items():
+        check_positional(op, fn, spec)
         params = _accepted_params(fn)
         features = (_sdpa_features(params, declaration.features, spec) if op == "sdpa"
                     else frozenset(declaration.features or ()))
@@ -202,6 +313,7 @@ def resolve(spec: str, framework: str | None = None, obj: Any = None) -> Resolve
     declaration = declaration_of(obj)
     bindings = _bindings(obj, declaration, spec)
     _check_conventions(declaration, bindings, spec)
+    check_framework_installed(framework or declaration.framework)
     try:
         fw = framework_for(framework or declaration.framework, declaration.device)
     except ValueError as exc:

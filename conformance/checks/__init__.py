@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from conformance.checks.base import Check, RunContext
 from conformance.checks.conventions import conventions
+from conformance.checks.dropout import dropout
 from conformance.checks.golden import golden
 from conformance.checks.gradients import gradients
 from conformance.checks.numeric import numeric, output_contract
@@ -25,6 +26,9 @@ CHECKS: tuple[Check, ...] = (
     # specific diagnosis; golden and numeric are the backstop for everything else.
     *(Check(p.name, ("sdpa",), check_property(p), p.description.splitlines()[0])
       for p in PROPERTIES),
+    # dropout compares the adapter with itself at p = 0, like the properties: specific
+    Check("dropout", ("sdpa",), dropout,
+          "with dropout_p > 0: entries 0 or W/(1-p), a fraction p dropped, mean W (Hoeffding)"),
     Check("gradients", ("sdpa",), gradients, "autograd gradients against sdpa_backward"),
     Check("golden", ("sdpa",), golden, "the pinned golden sdpa cases (sha256-verified)"),
     Check("numeric", OPS, numeric, "agreement with the reference under the tolerance model"),

@@ -30,6 +30,7 @@ class RunContext:
     group: str | None = None  # "<op>-<scenario>": only that scenario's cases (pytest items)
     run_flags: tuple[str, ...] = ()  # --isolate/--timeout as given, for the repro line
     calls: int = 0  # adapter calls that returned, counted by properties.sdpa_outcome
+    shard_filter: Callable[[str, str], bool] | None = None  # (op, case id): in this shard
 
     def repro(self, check: str, case: str | None = None) -> str:
         words = ["attnconf", "run", "--adapter", self.adapter.spec]
@@ -47,7 +48,8 @@ class RunContext:
 
     def wants(self, case: Case) -> bool:
         in_group = self.group is None or self.group == f"{case.op}-{case.scenario}"
-        return in_group and (self.case_filter is None or self.case_filter == case.id)
+        in_shard = self.shard_filter is None or self.shard_filter(case.op, case.id)
+        return in_group and in_shard and (self.case_filter is None or self.case_filter == case.id)
 
     def call(self, op: str, args: list, kwargs: dict, size: int = 1) -> Outcome:
         return self.invoker.call(op, args, kwargs, timeout=self.timeout_for(size))

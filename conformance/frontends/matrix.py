@@ -12,6 +12,7 @@ is the first to catch at least one mutant.
 from __future__ import annotations
 
 import multiprocessing
+import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -36,6 +37,7 @@ class Row:
     skipped: int
     seconds: float
     first_failure: str = ""
+    source: str = ""  # owner/repo#N of the real bug a mutant is modelled on, if any
 
     @property
     def caught(self) -> bool:
@@ -44,6 +46,15 @@ class Row:
     @property
     def first(self) -> str:
         return self.failed_checks[0] if self.failed_checks else ""
+
+
+SOURCE = re.compile(r"Source:\s+([\w.-]+/[\w.-]+(?:#\d+|@v[\d.]+))")
+
+
+def real_source(doc: str) -> str:
+    """The ``owner/repo#N`` (or ``owner/repo@vX``) a docstring's "Source:" names, else ""."""
+    found = SOURCE.search(doc)
+    return found.group(1) if found else ""
 
 
 def _first_line(text: str) -> str:
@@ -63,7 +74,8 @@ def evaluate(kind: str, name: str, registry_spec: str) -> Row:
                sum(r.status == PASSED for r in results), len(failed),
                sum(r.status not in (PASSED, FAILED) for r in results),
                time.perf_counter() - start,
-               _first_line(failed[0].message) if failed else "")
+               _first_line(failed[0].message) if failed else "",
+               real_source(getattr(obj, "__doc__", "") or ""))
 
 
 def detection_matrix(mutants_spec: str, correct_spec: str, workers: int = 2) -> list[Row]:
@@ -108,8 +120,9 @@ def render_markdown(rows: list[Row]) -> str:
              "", f"{sum(r.caught for r in mutants)} / {len(mutants)} mutants caught; "
              f"{sum(not r.caught for r in correct)} / {len(correct)} correct implementations "
              "pass.", "", "## Mutants", "",
-             "| mutant | bug | caught first by | also caught by |", "|---|---|---|---|"]
-    lines += [f"| `{r.name}` | {r.bug} | **{r.first or 'SURVIVED'}** | "
+             "| mutant | bug | source | caught first by | also caught by |",
+             "|---|---|---|---|---|"]
+    lines += [f"| `{r.name}` | {r.bug} | {r.source} | **{r.first or 'SURVIVED'}** | "
               f"{', '.join(r.failed_checks[1:])} |" for r in mutants]
     lines += ["", "## Correct implementations", "", "| implementation | verdict |", "|---|---|"]
     lines += [f"| `{r.name}` | {'FAILED ' + ', '.join(r.failed_checks) if r.caught else 'pass'} "

@@ -15,7 +15,10 @@ with ``attnconf run``, a session in which no numeric case and no property
 exercised an adapter fails. ``--attn-k`` and ``--attn-atol`` must be finite
 and ≥ 0 (a usage error otherwise); an override is shown in the header and
 the terminal summary. The conventions the adapter was observed to follow
-are printed in the terminal summary.
+are printed in the terminal summary, and so are the case counts as ``attnconf
+run`` gives them (items group cases). ``--attn-shard I/N`` takes the split of
+``attnconf run --shard I/N`` (``conformance.shard``): an item whose cases are
+all in other shards is not collected.
 """
 
 from __future__ import annotations
@@ -30,15 +33,16 @@ from conformance.errors import ConformanceFailure, KitInternalError
 from conformance.judging.tolerance import DEFAULT_K, Tolerance
 from conformance.ops import op_specs
 from conformance.profiles import PROFILES
-from conformance.results import ERROR, FAILED, PASSED, SKIPPED, Result, is_core
+from conformance.results import ERROR, FAILED, PASSED, SKIPPED, Result, is_core, summary
 from conformance.runner import (
     DEFAULT_SEED,
     RunConfig,
-    guarded,
     make_invoker,
     resolve_adapter,
+    sharded,
     versions,
 )
+from conformance.shard import parse_shard
 
 ADAPTERS_KEY = pytest.StashKey[list[ResolvedAdapter]]()
 CONFIG_KEY = pytest.StashKey[RunConfig]()
@@ -55,6 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--attn-k", type=float, default=DEFAULT_K)
     group.addoption("--attn-atol", type=float, default=None)
     group.addoption("--attn-isolate", default="inprocess", choices=("inprocess", "subprocess"))
+    group.addoption("--attn-shard", metavar="I/N", default=None,
+                    help="only part I of N of the cases, the same split as attnconf run --shard")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
         atol = config.getoption("--attn-atol")
         tolerance = Tolerance(k=number_option("--attn-k", config.getoption("--attn-k")),
                               atol=None if atol is None else number_option("--attn-atol", atol))
+        shard = parse_shard(config.getoption("--attn-shard"))
     except ValueError as exc:
         raise pytest.UsageError(f"attnconf: {exc}") from None
     run = RunConfig(
@@ -75,7 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
         seed=config.getoption("--attn-seed"),
         tolerance=tolerance,
         isolate=config.getoption("--attn-isolate"),
-        framework_flag=framework)
+        framework_flag=framework, shard=shard)
     try:
         # under --attn-isolate subprocess the adapter is never imported into pytest
         config.stash[ADAPTERS_KEY] = [resolve_adapter(spec, run, framework=framework)
@@ -110,12 +117,13 @@ def groups(adapter: ResolvedAdapter, run: RunConfig) -> Iterator[tuple[Check, st
     """(check, op, case group) for every item; the numeric matrix is grouped by scenario."""
     for check in CHECKS:
         for op in adapter.ops:
-            if op not in check.ops:
+            if op not in check.ops or (run.shard and not run.shard.has_check(op, check.name)):
                 continue
             if check.name != "numeric":
                 yield check, op, None
                 continue
-            cases = op_specs()[op].cases(run.profile, run.seed)
+            cases = [c for c in op_specs()[op].cases(run.profile, run.seed)
+                     if run.shard is None or run.shard.has(op, check.name, c.id)]
             for scenario in dict.fromkeys(c.scenario for c in cases):
                 yield check, op, f"{op}-{scenario}"
 
@@ -159,11 +167,14 @@ class ConformanceItem(pytest.Item):
         ctx = RunContext(self.adapter, invoker, run.profile, run.seed, run.tolerance,
                          framework_flag=run.framework_flag, group=self.group)
         try:
-            self.results = list(guarded(self.check, ctx, self.op))
+            self.results = list(sharded(self.check, ctx, self.op, run.shard))
         finally:
             invoker.close()
         for name, observed in ctx.observed.items():
             self.user_properties.append((f"attnconf-observed-{name}", repr(observed)))
+        counts = summary(self.results)
+        self.user_properties.append(
+            ("attnconf-counts", f"{counts[PASSED]} {counts[FAILED]} {counts[SKIPPED]}"))
         core = [r for r in self.results if is_core(r)]
         self.user_properties += [
             ("attnconf-core", bool(core)),
@@ -233,6 +244,7 @@ class SessionVerdict:
         # adapter → [a core item ran, a core item exercised it, any item did not skip]
         self.seen: dict[str, list[bool]] = {}
         self.observed: dict[str, dict[str, str]] = {}
+        self.case_counts: dict[str, list[int]] = {}  # adapter → passed, failed, skipped cases
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         adapter = report.nodeid.split("::", 1)[0]
@@ -243,6 +255,9 @@ class SessionVerdict:
         seen[0] = seen[0] or bool(found.get("attnconf-core"))
         seen[1] = seen[1] or bool(found.get("attnconf-exercised"))
         seen[2] = seen[2] or not report.skipped
+        counted = [int(n) for n in str(found.get("attnconf-counts", "0 0 0")).split()]
+        totals = self.case_counts.setdefault(adapter, [0, 0, 0])
+        self.case_counts[adapter] = [a + b for a, b in zip(totals, counted, strict=True)]
         for key, value in report.user_properties:
             if key.startswith("attnconf-observed-"):
                 name = key.removeprefix("attnconf-observed-")
@@ -265,6 +280,10 @@ class SessionVerdict:
             terminalreporter.write_sep("-", f"{adapter}: conventions observed")
             for name, value in sorted(found.items()):
                 terminalreporter.write_line(f"{name}: {value}")
+        for adapter, (p, f, s) in self.case_counts.items():
+            terminalreporter.write_line(
+                f"{adapter}: {p} passed, {f} failed, {s} skipped (cases, counted as "
+                f"`attnconf run` counts them; the items above group them by check and scenario)")
         for adapter in self.never_exercised():
             terminalreporter.write_line(
                 f"{adapter}: the adapter was never exercised (no numeric case and no property "

@@ -24,10 +24,13 @@ from conformance.results import (
     SKIPPED,
     Result,
     RunInfo,
+    diagnosis,
+    failure_groups,
+    skip_reasons,
     summary,
-    verdict,
     verdict_word,
 )
+from conformance.results import run_verdict as verdict
 
 FORMATS = ("json", "junit", "md")
 
@@ -43,7 +46,10 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)  # as open() would create it, not mkstemp's 0600
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -89,6 +95,8 @@ def counts_line(results: list[Result], info: RunInfo) -> str:
     line = f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped"
     if counts.get("errors"):
         line += f", {counts['errors']} errors"
+    shard = info.settings.get("shard")
+    line += f" (shard {shard})" if shard else ""
     changed = overrides_text(info)
     line = f"{line} (overridden: {changed})" if changed else line
     stopped = info.settings.get("stopped_early")  # --maxfail: what did not run is not counted
@@ -107,13 +115,18 @@ def _result_dict(r: Result) -> dict:
 
 
 def to_json(results: list[Result], info: RunInfo) -> str:
-    code, reason = verdict(results)
+    code, reason = verdict(results, info)
     document = {
         "adapter": info.adapter, "profile": info.profile, "seed": info.seed,
         "kit_version": info.kit_version, "versions": info.versions,
         "conventions": {"observed": info.conventions, "declared": info.declared},
         "settings": info.settings, "overrides": overrides(info), "summary": summary(results),
         "verdict": reason, "exit_code": code,
+        "interrupted": bool(info.settings.get("interrupted")),
+        "skip_reasons": [{"check": c, "reason": why, "count": n}
+                         for c, why, n in skip_reasons(results)],
+        "failure_groups": [{"cause": cause, "count": n, "first": f"{r.op}/{r.check} {r.case}"}
+                           for cause, n, r in failure_groups(results) if n > 1],
         "results": [_result_dict(r) for r in results],
     }
     return json.dumps(_json_safe(document), indent=2, allow_nan=False, default=str) + "\n"
@@ -128,28 +141,39 @@ def _xml_text(text: str) -> str:
 
 
 def to_junit(results: list[Result], info: RunInfo) -> str:
+    """pytest's layout: ``<testsuites>`` around one ``<testsuite>`` with ``timestamp`` and
+    ``time`` (the run's start and wall time); a failure's ``message`` is its diagnosis (see
+    ``results.diagnosis``), its text the whole message; each skip reason and its count is a
+    suite property, as ``-rs`` would list it."""
     counts = summary(results)
-    suite = ET.Element("testsuite", name=f"attnconf[{info.adapter}]", tests=str(len(results)),
-                       failures=str(counts[FAILED]), skipped=str(counts[SKIPPED]),
-                       errors=str(counts.get("errors", 0)))
+    totals = {"tests": str(len(results)), "failures": str(counts[FAILED]),
+              "skipped": str(counts[SKIPPED]), "errors": str(counts.get("errors", 0)),
+              "time": f"{float(info.settings.get('duration_s') or 0.0):.3f}"}
+    root = ET.Element("testsuites", name="attnconf", **totals)
+    suite = ET.SubElement(root, "testsuite", name=f"attnconf[{info.adapter}]", **totals,
+                          timestamp=str(info.settings.get("started") or ""))
     properties = ET.SubElement(suite, "properties")
     tolerance = [(name, info.settings.get(name)) for name in ("k", "atol", "timeout")]
+    code, reason = verdict(results, info)
     for key, value in (("seed", info.seed), ("profile", info.profile),
                        ("kit_version", info.kit_version), *info.versions.items(), *tolerance,
-                       ("overridden", overrides_text(info) or "none")):
-        ET.SubElement(properties, "property", name=str(key), value=str(value))
+                       ("overridden", overrides_text(info) or "none"),
+                       ("shard", info.settings.get("shard") or "none"),
+                       ("verdict", f"{verdict_word(code)} ({reason})"),
+                       *((f"skipped: {c}: {why}", n) for c, why, n in skip_reasons(results))):
+        ET.SubElement(properties, "property", name=_xml_text(str(key)),
+                      value=_xml_text(str(value)))
     for r in results:
         case = ET.SubElement(suite, "testcase", classname=f"{r.op}.{r.check}", name=r.case)
         message = _xml_text(r.message)
         if r.status == FAILED:
-            ET.SubElement(case, "failure", message=message.splitlines()[0] if message
-                          else "failed").text = message
+            ET.SubElement(case, "failure", message=_xml_text(diagnosis(r))).text = message
         elif r.status == SKIPPED:
             ET.SubElement(case, "skipped", message=message)
         elif r.status == ERROR:
             ET.SubElement(case, "error", type="attnconf-internal-error",
                           message=message.splitlines()[0]).text = _xml_text(r.traceback)
-    return ET.tostring(suite, encoding="unicode") + "\n"
+    return ET.tostring(root, encoding="unicode") + "\n"
 
 
 def table(results: list[Result]) -> list[tuple[str, str, int, int, int, str]]:
@@ -186,6 +210,33 @@ def errors_text(results: list[Result]) -> list[str]:
     return lines
 
 
+SHOWN_FAILURES = 20
+
+
+def explained_lines(results: list[Result]) -> list[str]:
+    """Failures that share one diagnosis, said once with their count, and every skip reason
+    with its count (pytest's ``-rs``): the terminal's and the Markdown report's summary."""
+    lines = [f"{n} failures share one cause: {cause} (first: {r.op}/{r.check} {r.case})"
+             for cause, n, r in failure_groups(results) if n > 1]
+    lines += [f"SKIPPED [{n}] {check}: {why}" for check, why, n in skip_reasons(results)]
+    return lines
+
+
+def shown_failures(results: list[Result]) -> list[Result]:
+    """The failures to print in full: each whose diagnosis is its own, and only the first of
+    those that share one (the rest are counted in ``explained_lines``)."""
+    shared = {diagnosis(r) for _, n, r in failure_groups(results) if n > 1}
+    shown, seen = [], set()
+    for r in (r for r in results if r.status == FAILED):
+        cause = diagnosis(r) if r.max_abs_err is None or r.bound is None else None
+        if cause in shared:
+            if cause in seen:
+                continue
+            seen.add(cause)
+        shown.append(r)
+    return shown
+
+
 def to_text(results: list[Result], info: RunInfo) -> str:
     changed = overrides_text(info)
     lines = [f"attnconf: adapter {info.adapter} · profile {info.profile} · seed {info.seed}"
@@ -195,20 +246,23 @@ def to_text(results: list[Result], info: RunInfo) -> str:
         why = f"  ({reason[:70]})" if reason and not p and not f else ""
         lines.append(f"  {op:22} {check:18} {p:6d} {f:6d} {s:7d}{why}")
     lines += ["", "conventions:", *conventions_lines(info)]
-    failures = [r for r in results if r.status == FAILED]
-    for r in failures[:20]:
+    failures = shown_failures(results)
+    for r in failures[:SHOWN_FAILURES]:
         lines += ["", "FAILED " + r.message]
-    if len(failures) > 20:
-        lines.append(f"\n… and {len(failures) - 20} more failures (see the JSON report)")
+    if len(failures) > SHOWN_FAILURES:
+        lines.append(f"\n… and {len(failures) - SHOWN_FAILURES} more failures "
+                     f"(see the JSON report)")
     lines += errors_text(results)
-    code, reason = verdict(results)
+    explained = explained_lines(results)
+    lines += ["", "short summary:", *explained] if explained else []
+    code, reason = verdict(results, info)
     lines += ["", counts_line(results, info), f"verdict: {verdict_word(code)} ({reason})"]
     return "\n".join(lines) + "\n"
 
 
 def to_markdown(results: list[Result], info: RunInfo) -> str:
     changed = overrides_text(info)
-    code, reason = verdict(results)
+    code, reason = verdict(results, info)
     lines = [f"# attnconf report: `{info.adapter}`", "",
              f"profile `{info.profile}`, seed `{info.seed}`, kit {info.kit_version}"
              + (f", overridden: {changed}" if changed else ""), "",
@@ -216,11 +270,15 @@ def to_markdown(results: list[Result], info: RunInfo) -> str:
              "| op | check | passed | failed | skipped |", "|---|---|---|---|---|"]
     lines += [f"| {o} | {c} | {p} | {f} | {s} |" for o, c, p, f, s, _ in table(results)]
     lines += ["", "## Conventions", "", "```", *conventions_lines(info), "```"]
-    failures = [r for r in results if r.status == FAILED]
+    explained = explained_lines(results)
+    if explained:
+        lines += ["", "## Summary", "", *(f"- {line}" for line in explained)]
+    failures = shown_failures(results)
     if failures:
         lines += ["", "## Failures", ""]
         for r in failures:
-            lines += ["```", r.message, "```", ""]
+            lines += [f"<details><summary>{r.op}/{r.check} {r.case}: {diagnosis(r)}"
+                      f"</summary>", "", "```", r.message, "```", "", "</details>", ""]
     errors = [r for r in results if r.status == ERROR]
     if errors:
         lines += ["", "## Internal errors of the kit (not the adapter's failures)", ""]

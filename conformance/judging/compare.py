@@ -10,7 +10,9 @@ after the check's own headline (``<op> / <check>: <case id> (seed …; flags)``)
       (i, j, …): a, e, abs, rel      (a and e in 6 digits, or as many as tell them apart)
     actual NaN at [(i, j, …), …] (+m more)        (one line per kind present)
     expected inf at [(i, j, …)]
-    Max absolute difference: x (and m non-finite mismatches)   (the parenthesis only if any)
+    Max absolute difference: x
+      (with m > 0: "Non-finite mismatches: m (NaN or inf where the other side is not the
+      same); over the finite elements: Max absolute difference: x", the mismatches first)
     Max relative difference: y
 
 and the check adds the repro line. The maxima are over the elements both
@@ -122,8 +124,8 @@ def compare(
     finite = both_finite & considered
     nonfinite_bad = int((bad & ~finite).sum())
     largest = float(abs_err[finite].max()) if finite.any() else 0.0
-    lines.append(f"Max absolute difference: {largest:.6g}" + (
-        f" (and {nonfinite_bad} non-finite mismatch{'es' if nonfinite_bad > 1 else ''})"
-        if nonfinite_bad else ""))
+    lines.append((f"Non-finite mismatches: {nonfinite_bad} (NaN or inf where the other side is "
+                  f"not the same); over the finite elements: " if nonfinite_bad else "")
+                 + f"Max absolute difference: {largest:.6g}")
     lines.append(f"Max relative difference: {_max_rel(abs_err[finite], e[finite]):.6g}")
     return Comparison(False, max_abs, tuple(lines))

@@ -9,11 +9,12 @@ Adding an op is one module and one line here.
 from __future__ import annotations
 
 from conformance.errors import Unsupported
-from conformance.ops import other_ops, sdpa
+from conformance.ops import other_ops, paged, sdpa, varlen
 from conformance.ops.spec import Expected, OpSpec, require
 
 # built when the package is imported: tests/test_layers.py checks it lists vocabulary.OPS
-OP_SPECS: dict[str, OpSpec] = {"sdpa": sdpa.SPEC, **other_ops.SPECS}
+OP_SPECS: dict[str, OpSpec] = {"sdpa": sdpa.SPEC, **other_ops.SPECS,
+                               "sdpa_varlen": varlen.SPEC, "paged_attention": paged.SPEC}
 
 
 def op_specs() -> dict[str, OpSpec]:

@@ -7,6 +7,7 @@ imported only when a torch adapter is first called.
 
 import numpy as np
 
+from .dropout_sdpa import dropout_sdpa
 from .numpy_ops import NUMPY_OPS
 from .numpy_sdpa import (
     blocked_online_sdpa,
@@ -42,6 +43,7 @@ CORRECT = {
     "torch_default": torch_default_sdpa,
     "torch_flex": flex_sdpa,
     "torch_mha": TORCH_MHA,
+    "dropout_float64": dropout_sdpa,
 }
 
 __all__ = ["CORRECT"]

@@ -15,6 +15,7 @@ import numpy as np
 import conformance
 from conformance.adapters.declare import declaration_of
 
+from . import numpy_ragged
 from ._visibility import to_float, visibility
 from .numpy_sdpa import ALL_DTYPES, einsum_sdpa
 
@@ -181,6 +182,7 @@ NUMPY_OPS = conformance.adapter(
         multi_head_attention=multi_head_attention, rotary_embedding=rotary_embedding,
         alibi_slopes=alibi_slopes, relative_attention=relative_attention,
         additive_attention=additive_attention, decode_step=decode_step,
+        sdpa_varlen=numpy_ragged.sdpa_varlen, paged_attention=numpy_ragged.paged_attention,
     ),
     name="correct-numpy-ops", dtypes=ALL_DTYPES,
     features=declaration_of(einsum_sdpa).features,

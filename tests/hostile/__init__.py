@@ -70,8 +70,9 @@ ZOO: dict[str, Hostile] = {
         "writes forged bytes into the harness's reply pipe",
         r"adapter corrupted its worker's replies during the call \(message header of "),
     "exhausts_memory": Hostile(
-        "allocates until memory runs out (worker RLIMIT_AS of 1 GiB)",
-        r"adapter raised MemoryError: .*\(worker memory limit 1 GiB\)"),
+        "allocates until memory runs out (worker memory limit of 1 GiB, resident)",
+        r"the worker reached its memory limit of 1 GiB on sdpa\(float64\(1, 2, 7, 16\)"
+        r".*set ATTNCONF_WORKER_MEMORY"),
     "prints_megabytes": Hostile(
         "prints megabytes to stdout/stderr (some dressed as harness output), returns zeros on "
         "the trigger cases", MISMATCH),

@@ -1,6 +1,6 @@
 """Allocates (and touches) 64 MiB blocks until memory runs out, on the trigger cases.
 
-Only ever run in a worker under RLIMIT_AS (the test sets ATTNCONF_WORKER_MEMORY).
+Only ever run in a worker under a memory limit (the test sets ATTNCONF_WORKER_MEMORY).
 """
 
 import numpy as np

@@ -7,15 +7,24 @@ change; its docstring names the bug and where such a bug was seen. Registries:
   op-object exposing one op of docs/ops.md), declared with ``conformance.adapter``;
 * ``BUGS``: name -> one-line bug description (the docstring's first line);
 * ``CATCHES``: name -> the checks expected to catch it;
-* ``TRIGGERS``: name -> an input on which the bug shows (see ``triggers``).
+* ``TRIGGERS``: name -> an input on which the bug shows (see ``triggers``);
+* ``PENDING``: name -> adapter, mutants grown from real bug reports that today's
+  ``ci`` cases do not catch yet, and ``PENDING_AXES``: name -> the axis value whose
+  case would catch it. When the case space sends that value they move to ``MUTANTS``.
 """
 
 from . import op_bugs as o
+from . import real_bugs as r
+from . import real_kernel_bugs as k
 from . import sdpa_bugs as s
 from . import softmax_bugs as m
 from . import torch_bugs as t
+from . import varlen_bugs as vb
 from ._base import bug_of
+from .real_triggers import REAL_TRIGGERS
 from .triggers import TRIGGERS, Trigger
+
+TRIGGERS = {**TRIGGERS, **REAL_TRIGGERS}
 
 MUTANTS = {
     # SDPA, softmax stage
@@ -73,6 +82,56 @@ MUTANTS = {
     "additive_mask_ignored": o.additive_mask_ignored,
     "decode_top_left": o.decode_top_left,
     "decode_offset_minus_one": o.decode_offset_minus_one,
+    # grown from real bug reports (docs/real-bugs.md): masks, causality, windows, GQA, ALiBi
+    "causal_dropped_without_mask": r.causal_dropped_without_mask,
+    "keys_cut_to_query_length": r.keys_cut_to_query_length,
+    "causal_rows_from_mask_shape": r.causal_rows_from_mask_shape,
+    "float_bias_nonzero_masked": r.float_bias_nonzero_masked,
+    "bool_mask_added_as_bias": r.bool_mask_added_as_bias,
+    "float_mask_read_as_keep_flags": r.float_mask_read_as_keep_flags,
+    "hidden_scores_zeroed": r.hidden_scores_zeroed,
+    "padding_broadcast_over_queries": r.padding_broadcast_over_queries,
+    "window_dropped_without_mask": r.window_dropped_without_mask,
+    "window_left_one_wide": r.window_left_one_wide,
+    "window_right_exclusive": r.window_right_exclusive,
+    "gqa_repeat_on_sequence_axis": r.gqa_repeat_on_sequence_axis,
+    "gqa_group_rounded_to_pow2": r.gqa_group_rounded_to_pow2,
+    "alibi_exponent_from_zero": r.alibi_exponent_from_zero,
+    # grown from real bug reports: tiles, layout, head dims, dropout
+    "padded_tile_keys_counted": k.padded_tile_keys_counted,
+    "qkv_strides_ignored": k.qkv_strides_ignored,
+    "value_strides_ignored": k.value_strides_ignored,
+    "value_rows_at_key_dim": k.value_rows_at_key_dim,
+    "dropout_rescaled_by_p": k.dropout_rescaled_by_p,
+}
+MUTANTS.update(vb.MUTANTS)  # sdpa_varlen and paged_attention (issue 19)
+
+# Grown from real bug reports, not caught by today's ci cases (measured): each waits for the
+# axis value in PENDING_AXES, and moves to MUTANTS (with its CATCHES row) once a case sends it.
+PENDING = {
+    "padding_from_first_sample": r.padding_from_first_sample,
+    "mask_3d_heads_as_batch": r.mask_3d_heads_as_batch,
+    "mask_read_to_512": r.mask_read_to_512,
+    "window_dropped_in_decode": r.window_dropped_in_decode,
+    "window_decode_one_short": r.window_decode_one_short,
+    "first_tile_hidden_nan": k.first_tile_hidden_nan,
+    "tail_key_stale_at_32n_plus_1": k.tail_key_stale_at_32n_plus_1,
+    "scores_first_64_dims": k.scores_first_64_dims,
+    "qk_product_overflows_fp16": k.qk_product_overflows_fp16,
+}
+
+PENDING_AXES = {
+    "padding_from_first_sample": "mask (B, 1, 1, Lk), B >= 2, a different key length per sample",
+    "mask_3d_heads_as_batch": "3-D mask (H, Lq, Lk) with a 4-D query, H = B >= 2",
+    "mask_read_to_512": "any mask with Lk >= 513 that hides a key at index >= 512",
+    "window_dropped_in_decode": "window x Lq = 1 < Lk, Lk > left + 1 (decode)",
+    "window_decode_one_short": "window x Lq = 1 < Lk, Lk > left (decode)",
+    "first_tile_hidden_nan": "a row whose first 64 keys are hidden, a later one visible "
+                             "(block-sparse mask hiding key tile 0; window x L > 64 + left)",
+    "tail_key_stale_at_32n_plus_1": "Lk = 32n + 1 > 32 (33, 65, 129, 257)",
+    "scores_first_64_dims": "head dim E > 64 (80, 96, 128, 256)",
+    "qk_product_overflows_fp16": "float16 x self-attention (key = query) with large activations "
+                                 "(|q|^2 > 65504: entries ~70 at E = 16)",
 }
 
 BUGS = {name: bug_of(adapter) for name, adapter in MUTANTS.items()}
@@ -144,6 +203,40 @@ CATCHES = {
     "additive_mask_ignored": ("numeric",),
     "decode_top_left": ("numeric",),
     "decode_offset_minus_one": ("numeric",),
+    "causal_dropped_without_mask": ("causality", "decoding", "golden", "numeric"),
+    "keys_cut_to_query_length": (
+        "conventions", "masked_keys", "shift_invariance", "permutation", "convex_hull", "padding",
+        "decoding", "fully_masked", "determinism", "no_mutation", "golden", "numeric",
+    ),
+    "causal_rows_from_mask_shape": ("numeric",),
+    "float_bias_nonzero_masked": ("shift_invariance", "golden", "numeric"),
+    "bool_mask_added_as_bias": (
+        "masked_keys", "convex_hull", "padding", "fully_masked", "golden", "numeric",
+    ),
+    "float_mask_read_as_keep_flags": ("shift_invariance", "golden", "numeric"),
+    "hidden_scores_zeroed": (
+        "conventions", "masked_keys", "causality", "convex_hull", "padding", "decoding",
+        "fully_masked", "golden", "numeric",
+    ),
+    "padding_broadcast_over_queries": ("golden",),
+    "window_dropped_without_mask": ("golden", "numeric"),
+    "window_left_one_wide": ("golden", "numeric"),
+    "window_right_exclusive": ("golden", "numeric"),
+    "gqa_repeat_on_sequence_axis": ("gqa_repeat", "golden", "numeric"),
+    "gqa_group_rounded_to_pow2": ("gqa_repeat", "golden"),
+    "alibi_exponent_from_zero": ("numeric",),
+    "padded_tile_keys_counted": (
+        "shift_invariance", "convex_hull", "padding", "decoding", "golden", "numeric",
+    ),
+    "qkv_strides_ignored": ("permutation",),
+    "value_strides_ignored": ("permutation",),
+    "value_rows_at_key_dim": (
+        "masked_keys", "causality", "permutation", "convex_hull", "padding", "decoding",
+        "scale_law", "golden", "numeric",
+    ),
+    "dropout_rescaled_by_p": ("dropout",),
 }
+CATCHES.update(vb.CATCHES)
+TRIGGERS.update(vb.TRIGGERS)
 
-__all__ = ["BUGS", "CATCHES", "MUTANTS", "TRIGGERS", "Trigger"]
+__all__ = ["BUGS", "CATCHES", "MUTANTS", "PENDING", "PENDING_AXES", "TRIGGERS", "Trigger"]

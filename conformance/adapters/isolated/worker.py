@@ -1,10 +1,13 @@
 """The worker process of an isolated adapter: it loads the adapter itself, then serves one
-call at a time over the pipes of ``conformance.adapters.isolated.wire`` (started and driven by
+call at a time over the pipes of ``conformance.adapters.isolated.wire`` (started by
+``conformance.adapters.isolated.worker_process`` and driven by
 ``conformance.adapters.isolated.parent``, whose docstring says what a broken adapter costs).
 
-It runs under ``RLIMIT_AS`` (``memory_limit_from_env``: 4 GiB unless
-``ATTNCONF_WORKER_MEMORY`` says otherwise), no core files, and at most ``OUTPUT_LIMIT``
-bytes of output per call, which goes to a file the parent empties before every call.
+It runs in a scratch directory (a relative ``path/file.py`` spec is resolved against the
+user's directory, which is searched last for modules), with no core files and the file-size
+limit of ``conformance.adapters.isolated.limits``; its stdout and stderr are drained into
+the worker log by the parent (``conformance.adapters.isolated.worker_log``), so they are
+only flushed here, never truncated.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
-import re
 import resource
 import signal
 import sys
 import traceback
+from typing import Any
 
 import numpy as np
 
@@ -39,39 +42,47 @@ from conformance.adapters.load import (
     describe,
     resolve,
 )
-from conformance.errors import RemoteTraceback as RemoteTraceback
 from conformance.errors import Unsupported
-from conformance.errors import WorkerCrashed as WorkerCrashed
-from conformance.errors import WorkerTimeout as WorkerTimeout
-
-MEMORY_ENV = "ATTNCONF_WORKER_MEMORY"
-DEFAULT_MEMORY = 4 << 30
-OUTPUT_LIMIT = 64 << 20  # bytes a worker may write to stdout/stderr during one call
 
 
-def memory_limit_from_env() -> int | None:
-    """Bytes of address space for a worker, from ATTNCONF_WORKER_MEMORY (None = no limit)."""
-    text = os.environ.get(MEMORY_ENV, "").strip().lower()
-    if not text:
-        return DEFAULT_MEMORY
-    if text in ("none", "0", "unlimited"):
-        return None
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)i?b?", text)
-    if not match:
-        raise ValueError(f"{MEMORY_ENV}={text!r}: expected e.g. 4G, 512M, a byte count or none")
-    return int(float(match[1]) * 1024 ** " kmgt".index(match[2] or " "))
-
-
-def _limit_worker(memory: int | None) -> None:
-    for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CORE, 0),
-                         (resource.RLIMIT_FSIZE, OUTPUT_LIMIT)):
+def _limit_worker(filesize: int | None) -> None:
+    for limit, value in ((resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, filesize)):
         if value is not None:
             hard = resource.getrlimit(limit)[1]
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(limit, (value, value))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # too much output: EFBIG, not death
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file too large: EFBIG, not death
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     faulthandler.enable(sys.stderr, all_threads=True)
+
+
+def _absolute_spec(spec: str, cwd: str) -> str:
+    """``path/file.py:attr`` with the path made absolute against the user's directory (the
+    worker runs in a scratch directory); any other spec unchanged."""
+    where, sep, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if where.endswith(".py") and not os.path.isabs(where):
+        return os.path.join(cwd, where) + sep + attr
+    return spec
+
+
+def _load(config: dict[str, Any]) -> dict[str, Any]:
+    """Resolve the adapter as if from the user's directory (which is searched last for
+    modules, as ``import_from_cwd`` does) while the worker stands in its scratch directory."""
+    cwd, scratch = config["cwd"], config["scratch"]
+    # the kit's own packages first: an editable install is found after every sys.path entry,
+    # so a user's reference.py would otherwise shadow the kit's reference
+    import reference  # noqa: F401
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    try:
+        adapter = resolve(_absolute_spec(config["spec"], cwd), framework=config["framework"])
+        return {"status": "ready", "description": describe(adapter), "adapter": adapter}
+    except BaseException as exc:  # an import may even sys.exit
+        message = str(exc) if isinstance(exc, AdapterLoadError) else (
+            f"adapter {config['spec']!r} failed to load: {describe_exception(exc)}")
+        message = message.replace(_absolute_spec(config["spec"], cwd), config["spec"])
+        return {"status": "load_error", "message": message.replace(scratch, cwd),
+                "traceback": "".join(traceback.format_exception(exc))}
 
 
 def _serve(adapter: ResolvedAdapter, message: dict, arrays: list) -> tuple[dict, list]:
@@ -98,16 +109,12 @@ def _serve(adapter: ResolvedAdapter, message: dict, arrays: list) -> tuple[dict,
                 + describe_exception(exc), "replace": True}, []
 
 
-def _empty_output() -> None:
+def _flush_output() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except BaseException:  # a closed or replaced stream is the adapter's doing
             pass
-    try:
-        os.ftruncate(1, 0)
-    except OSError:
-        pass
 
 
 def worker_main(argv: list[str]) -> None:
@@ -115,19 +122,13 @@ def worker_main(argv: list[str]) -> None:
     read_fd, write_fd, config = int(argv[0]), int(argv[1]), json.loads(argv[2])
     for fd in (read_fd, write_fd):
         os.set_inheritable(fd, False)  # not into processes the adapter starts
-    _limit_worker(config["memory"])
+    _limit_worker(config["filesize"])
     channel = Channel(read_fd, write_fd)
-    try:
-        adapter = resolve(config["spec"], framework=config["framework"])
-        reply = {"status": "ready", "description": describe(adapter)}
-    except BaseException as exc:  # an import may even sys.exit
-        text = str(exc) if isinstance(exc, AdapterLoadError) else (
-            f"adapter {config['spec']!r} failed to load: {describe_exception(exc)}")
-        reply = {"status": "load_error", "message": text,
-                 "traceback": "".join(traceback.format_exception(exc))}
-    _empty_output()
+    reply = _load(config)
+    adapter = reply.pop("adapter", None)
+    _flush_output()
     channel.send(reply, [])
-    if reply["status"] != "ready":
+    if adapter is None:
         return
     while True:
         try:
@@ -135,11 +136,11 @@ def worker_main(argv: list[str]) -> None:
         except EOFError:
             return
         reply, out = _serve(adapter, message, arrays)
-        _empty_output()
+        _flush_output()
         channel.send({**reply, "seq": message.get("seq")}, out)
 
 
-__all__ = ["DEFAULT_MEMORY", "MEMORY_ENV", "OUTPUT_LIMIT", "memory_limit_from_env", "worker_main"]
+__all__ = ["worker_main"]
 
 if __name__ == "__main__":
     worker_main(sys.argv[1:])

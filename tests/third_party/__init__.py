@@ -1,0 +1,1 @@
+"""Third-party attention implementations, wrapped with torch's SDPA signature as a user would."""
