@@ -27,7 +27,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("judging", ("conformance.judging", "conformance.strategies", "conformance.fixtures")),
     ("ops", ("conformance.ops",)),
     ("checks", ("conformance.checks",)),
-    ("run", ("conformance.runner",)),
+    # the run: the runner, how a run's cases split across CI jobs, and the kit's own files
+    # pinned and checked around a run (integrity reads the op table)
+    ("run", ("conformance.runner", "conformance.shard", "conformance.integrity")),
     ("frontends", ("conformance.frontends", "conformance.__main__")),
 )
 

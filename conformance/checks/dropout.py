@@ -145,10 +145,9 @@ def run_trial(ctx: RunContext, op: str, trial: Trial) -> Result:
     """W at p = 0, then CALLS seeded calls at p; the three laws in order."""
     args, _ = identity_inputs(trial.dtype, trial.base_seed)
     describe = f"{trial.case_id}: value = I, dropout_p = {trial.p}"
-    outcome, bad = guarded_call(ctx, op, CHECK, trial.case_id, describe, args,
-                                {"dropout_p": 0.0})
-    if bad:
-        return bad
+    outcome = guarded_call(ctx, op, CHECK, trial.case_id, describe, args, {"dropout_p": 0.0})
+    if isinstance(outcome, Result):  # skipped or failed instead
+        return outcome
     weights = np.asarray(outcome.value, np.float64)
     tau = PROPERTY_UNITS[trial.dtype] * eps(trial.dtype) / (1.0 - trial.p)
     kept = weights / (1.0 - trial.p)
@@ -158,10 +157,10 @@ def run_trial(ctx: RunContext, op: str, trial: Trial) -> Result:
     try:
         for c in range(CALLS):
             seed = trial.base_seed + c
-            outcome, bad = guarded_call(ctx, "sdpa:seeded", CHECK, trial.case_id, describe, args,
-                                        {"dropout_p": trial.p, "seed": seed})
-            if bad:
-                return bad
+            outcome = guarded_call(ctx, "sdpa:seeded", CHECK, trial.case_id, describe, args,
+                                   {"dropout_p": trial.p, "seed": seed})
+            if isinstance(outcome, Result):
+                return outcome
             out = np.asarray(outcome.value, np.float64)
             call = f"call {c}" + (f" (after torch.manual_seed({seed}))" if seeded else "")
             if out.shape != weights.shape:

@@ -79,7 +79,8 @@ def case_arrays(adapter: ResolvedAdapter, invoker: Any, config: Any, r: Result) 
         outs = spec.outputs(invoker.call(r.op, args, kwargs, timeout=None).value, expectations)
     except Exception as exc:  # the adapter raised or returned garbage again: said, not saved
         outs, meta["actual_error"] = [], f"{type(exc).__name__}: {exc}"
-    for exp, out in zip(expectations, outs or [None] * len(expectations), strict=True):
+    actual: list[np.ndarray | None] = [*outs] or [None] * len(expectations)
+    for exp, out in zip(expectations, actual, strict=True):
         arrays[f"expected/{exp.name}"] = exp.ref64
         bound = bound_for(r.op, case.dtype, exp.ref64, exp.ref_lowp, config.tolerance,
                           exp.conditioning)

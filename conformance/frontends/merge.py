@@ -33,7 +33,8 @@ def _float(value: Any) -> float | None:
 
 
 def result_from_dict(data: dict[str, Any]) -> Result:
-    fields = {name: data.get(name) for name in Result.__dataclass_fields__ if name in data}
+    fields: dict[str, Any] = {name: data.get(name) for name in Result.__dataclass_fields__
+                              if name in data}
     fields["max_abs_err"] = _float(data.get("max_abs_err"))
     fields["bound"] = _float(data.get("bound"))
     return Result(**fields)

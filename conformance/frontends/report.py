@@ -149,9 +149,9 @@ def to_junit(results: list[Result], info: RunInfo) -> str:
     totals = {"tests": str(len(results)), "failures": str(counts[FAILED]),
               "skipped": str(counts[SKIPPED]), "errors": str(counts.get("errors", 0)),
               "time": f"{float(info.settings.get('duration_s') or 0.0):.3f}"}
-    root = ET.Element("testsuites", name="attnconf", **totals)
-    suite = ET.SubElement(root, "testsuite", name=f"attnconf[{info.adapter}]", **totals,
-                          timestamp=str(info.settings.get("started") or ""))
+    root = ET.Element("testsuites", {"name": "attnconf", **totals})
+    suite = ET.SubElement(root, "testsuite", {"name": f"attnconf[{info.adapter}]", **totals,
+                                              "timestamp": str(info.settings.get("started") or "")})
     properties = ET.SubElement(suite, "properties")
     tolerance = [(name, info.settings.get(name)) for name in ("k", "atol", "timeout")]
     code, reason = verdict(results, info)

@@ -26,8 +26,10 @@ from conformance.adapters.frameworks import DTYPE_BY_NAME, OutputTypeError
 from conformance.cases import AttentionShapes, Case, make_case, unique_cases
 from conformance.errors import Unsupported
 from conformance.judging.tolerance import Conditioning
+from conformance.ops.sdpa import conditioning_of
 from conformance.ops.spec import Expected
 from conformance.profiles import Profile
+from reference import sdpa
 
 # the dtypes of the long (memory) scenarios: a kernel that materialises
 # total_q × total_k needs 1 GiB of float32 for the 16k-token pack
@@ -107,11 +109,9 @@ def merged_conditioning(parts: list[Conditioning]) -> Conditioning | None:
 def sequence_conditioning(dense: Iterator[tuple[np.ndarray, ...]], options: dict[str, Any]
                           ) -> Conditioning | None:
     """Conditioning of each non-empty sequence (dense (H, L, D) float64 views), merged."""
-    from conformance.ops.sdpa import conditioning_of
-    from reference.scaled_dot_product import sdpa
-
-    kwargs = {k: options[k] for k in ("is_causal", "causal_alignment", "scale", "window",
-                                      "softcap", "alibi_slopes", "enable_gqa") if k in options}
+    names = ("is_causal", "causal_alignment", "scale", "window", "softcap", "alibi_slopes",
+             "enable_gqa")
+    kwargs: dict[str, Any] = {k: options[k] for k in names if k in options}
     parts = []
     for q, k, v in dense:
         if q.shape[-2] and k.shape[-2]:

@@ -126,8 +126,10 @@ def _spoil_unused(pages: np.ndarray, table: np.ndarray, lens: list[int], garbage
     for b, n in enumerate(lens):
         for t in range(n):
             read[table[b, t // page], t % page] = True
-    fill = rng.standard_normal(pages.shape) * 30 if garbage == "stale" else GARBAGE[garbage]
-    pages[~read] = fill[~read] if garbage == "stale" else fill
+    if garbage == "stale":
+        pages[~read] = (rng.standard_normal(pages.shape) * 30)[~read]
+    else:
+        pages[~read] = GARBAGE[garbage]
 
 
 def make_inputs(case: Case) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 TAIL_BYTES = 4000  # a whole faulthandler stack
 
@@ -44,7 +45,7 @@ class OutputDrain:
         self.tail = bytearray()
         self.dropped = 0
         self.done = threading.Event()
-        self._file = None
+        self._file: BinaryIO | None = None
         self.thread = threading.Thread(target=self._drain, name="attnconf-worker-output",
                                        daemon=True)
         self.thread.start()
