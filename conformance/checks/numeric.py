@@ -15,10 +15,11 @@ import numpy as np
 from conformance.adapters.frameworks import OutputTypeError
 from conformance.cases import Case
 from conformance.checks.base import RunContext, guarded_call, headline, result
+from conformance.errors import Unsupported
 from conformance.judging.compare import check_contract, compare
 from conformance.judging.empty_rows import explain, explanation_origin
 from conformance.judging.tolerance import bound_for
-from conformance.ops import Unsupported, op_specs
+from conformance.ops import op_specs
 from conformance.profiles import Profile
 from conformance.results import FAILED, PASSED, SKIPPED, Result
 
