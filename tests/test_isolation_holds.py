@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 
+# attnconf runs in subprocesses against hostile adapters, as tests/test_hostile.py
+pytestmark = pytest.mark.slow
+
 
 def sandbox_kit(tmp_path: Path) -> Path:
     """A copy of the kit (conformance, reference, fixtures as conformance/_fixtures)."""

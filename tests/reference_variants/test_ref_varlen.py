@@ -118,6 +118,7 @@ def test_packing_invariance_and_empty_rows():
     assert np.isnan(nan_rows[5:7]).all() and np.isfinite(nan_rows[7:]).all()
 
 
+@pytest.mark.slow  # a 16k-token pack through the blocked form: ~25 s on a loaded 2-core box
 def test_long_pack_takes_the_blocked_path_per_sequence():
     """64 sequences, 16k tokens: memory per sequence only; equals a per-sequence sdpa."""
     rng = np.random.default_rng(6)
