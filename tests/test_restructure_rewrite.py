@@ -23,6 +23,10 @@ from conformance.declare import OPS, adapter
 from conformance.fixturegen import notebook_000
 from conformance.strategies import MASK_KINDS
 from reference.sdpa import BLOCKED_ABOVE, sdpa
+from conformance.procs import end_tree
+from conformance.isolation import memory_limit_from_env
+from conformance.ops import Expected, OpSpec
+from reference.sdpa_varlen import sdpa_varlen
 
 bound = conformance.compare.compare
 '''
@@ -43,6 +47,11 @@ NEW_LINES = [
     "from conformance.strategies import MASK_CHOICES as MASK_KINDS",
     "from conformance.ops.sdpa import BLOCKED_ABOVE",
     "from reference.scaled_dot_product import sdpa",
+    # modules main gained after the restructure (LATER_MOVES) and names that left theirs
+    "from conformance.adapters.isolated.procs import end_tree",
+    "from conformance.adapters.isolated.limits import memory_limit_from_env",
+    "from conformance.ops.spec import Expected, OpSpec",
+    "from reference.varlen import sdpa_varlen",
     "bound = conformance.judging.compare.compare",
 ]
 
