@@ -3,9 +3,11 @@ a restructuring: equal except timings and module paths.
 
     python dev/compare_reports.py BEFORE_DIR AFTER_DIR
 
-Normalises: keys naming a time (``*_s``, ``seconds``, ``duration``, ``elapsed``) are dropped;
-module names and paths moved by dev/restructure.py are mapped to their new names in every
-string. Prints one line per report pair and exits 1 if any pair differs.
+Normalises: keys naming a time (``*_s``, ``seconds``, ``duration``, ``elapsed``,
+``started``) are dropped; module names and paths moved by dev/restructure.py are mapped to
+their new names in every string, and the attnconf pid in the default worker-log name
+(``attnconf-worker-PID.log``) is blanked. Prints one line per report pair and exits 1 if
+any pair differs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from restructure import MOVES, module_of
 
-TIME_KEY = re.compile(r"(^|_)(s|seconds|duration|elapsed|time|timings?)$")
+WORKER_LOG_PID = re.compile(r"attnconf-worker-\d+\.log")
+TIME_KEY = re.compile(r"(^|_)(s|seconds|duration|elapsed|time|timings?|started)$")
 
 
 def renames() -> list[tuple[str, str]]:
@@ -42,7 +45,7 @@ def normalise(value: Any) -> Any:
     if isinstance(value, str):
         for old, new in RENAMES:
             value = re.sub(rf"(?<![\w/.]){re.escape(old)}(?![\w])", new, value)
-        return value
+        return WORKER_LOG_PID.sub("attnconf-worker-PID.log", value)
     return value
 
 
