@@ -13,6 +13,7 @@ import ml_dtypes
 import numpy as np
 
 from conformance.errors import OutputTypeError as OutputTypeError
+from conformance.layout import copy_view, span, span_bytes
 
 DTYPE_BY_NAME = {
     "float64": np.dtype(np.float64),
@@ -46,8 +47,9 @@ class NumpyFramework:
     name = "numpy"
 
     def to_native(self, array: np.ndarray) -> np.ndarray:
-        # a private copy: the adapter may keep or mutate it without touching ours
-        return np.array(array, copy=True)
+        # a private copy: the adapter may keep or mutate it without touching ours; views
+        # keep their strides and offset (conformance.layout), a layout is part of the case
+        return copy_view(array)
 
     def to_numpy(self, value: Any) -> np.ndarray:
         if not isinstance(value, np.ndarray):
@@ -76,6 +78,15 @@ class TorchFramework:
 
     def to_native(self, array: np.ndarray) -> Any:
         torch = self._torch()
+        where = span(array) if min(array.strides, default=0) >= 0 else None
+        if where is not None:  # the same view (torch has no negative strides: those copy)
+            bits = span_bytes(array, where).view(
+                np.int16 if array.dtype == DTYPE_BY_NAME["bfloat16"] else array.dtype)
+            base = torch.from_numpy(bits)
+            base = base.view(torch.bfloat16) if bits.dtype == np.int16 else base
+            item = array.itemsize
+            return torch.as_strided(base, array.shape, [s // item for s in array.strides],
+                                    where.offset // item).to(self.device)
         array = np.ascontiguousarray(array)
         if array.dtype == DTYPE_BY_NAME["bfloat16"]:
             tensor = torch.from_numpy(array.view(np.int16).copy()).view(torch.bfloat16)
