@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", choices=("adapters", "checks", "cases", "all"),
                    default="all")
     p.add_argument("--profile", type=profile_name, default="ci")
+    p.add_argument("--coverage", action="store_true",
+                   help="with 'cases': which sdpa axis values, pairs and triples are covered")
     from conformance.frontends.matrix import add_matrix_parser
 
     add_matrix_parser(sub)
@@ -351,6 +353,11 @@ def command_list(args) -> int:
         print("checks:")
         for check in CHECKS:
             print(f"  {check.name:18} {check.description}  [ops: {', '.join(check.ops)}]")
+    if args.what == "cases" and args.coverage:
+        from conformance.ops.sdpa_space import coverage_lines
+
+        print("\n".join(coverage_lines(PROFILES[args.profile])))
+        return 0
     if args.what in ("cases", "all"):
         print(f"cases (profile {args.profile}, seed {DEFAULT_SEED}):")
         for _op, spec in op_specs().items():
