@@ -17,7 +17,7 @@ from conformance import empty_rows
 from conformance.cases import AttentionShapes, Case, make_case, unique_cases
 from conformance.declare import DTYPES
 from conformance.frameworks import DTYPE_BY_NAME, OutputTypeError
-from conformance.ops import Expected, OpSpec, require
+from conformance.ops import Expected, OpSpec, require, sdpa_draw, sdpa_space
 from conformance.profiles import Profile
 from conformance.tolerance import Conditioning, finite_max_abs, ulp
 from reference.sdpa import sdpa as reference_sdpa
@@ -106,6 +106,10 @@ SCENARIOS = (
              features=("gqa", "causal")),
     Scenario("mask-causal", (WIDE,), {"is_causal": True}, mask="bool",
              features=("bool_mask", "causal", "mask_with_causal")),
+    # a mask that broadcasts over the query axis, (Hq, 1, Lk), with is_causal: a kernel that
+    # reads Lq from the mask's shape builds a 1-row causal band (onnx.reference's Attention)
+    Scenario("mask-bcast-query-causal", (WIDE, TALL), {"is_causal": True}, mask="float-bcast",
+             features=("float_mask", "causal", "mask_with_causal")),
     Scenario("empty-rows-bool", (SQUARE,), mask="bool-empty-rows", features=("bool_mask",)),
     Scenario("empty-rows-float", (SQUARE,), mask="float-empty-rows", features=("float_mask",)),
     Scenario("large-logits", (SQUARE,), {"input_scale": 40.0}, core=True),
@@ -116,7 +120,7 @@ SCENARIOS = (
 )
 
 # harness-only options: they shape the inputs, they are not passed to the adapter
-INPUT_OPTIONS = ("input_scale", "mask", "mask_offset")
+INPUT_OPTIONS = ("input_scale", "mask", "mask_offset", *sdpa_draw.DRAW_OPTIONS)
 
 
 def long_shapes(length: int) -> AttentionShapes:
@@ -148,6 +152,8 @@ def build_cases(profile: Profile, run_seed: int) -> list[Case]:
                 options = {**scenario.options, "mask": scenario.mask}
                 cases.append(make_case("sdpa", scenario.name, shapes.label, dtype, run_seed,
                                        options, scenario.features, shapes))
+    # the case space of conformance/axes.py, as a covering array (conformance.ops.sdpa_space)
+    cases += sdpa_space.generated_cases(profile.name, profile.dtypes, run_seed)
     return unique_cases(cases)
 
 
@@ -172,6 +178,8 @@ def _mask(kind: str, shapes: AttentionShapes, rng, dtype, offset: float) -> np.n
 
 def make_inputs(case: Case) -> dict[str, Any]:
     """query/key/value (and attn_mask) in the case dtype, from the case's own seed."""
+    if case.option("values") is not None:  # a generated case (conformance.ops.sdpa_space)
+        return sdpa_draw.make_inputs(case)
     rng = np.random.default_rng(case.seed)
     sh, dtype = case.shapes, DTYPE_BY_NAME[case.dtype]
     scale = case.option("input_scale", 1.0)
