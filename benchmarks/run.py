@@ -85,6 +85,7 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str]) -> list[dict]:
     import bench_blocked
+    import bench_cases
     import bench_harness
     import bench_reference
 
@@ -94,6 +95,7 @@ def main(argv: list[str]) -> list[dict]:
     rows = bench_reference.main(long="--no-long" not in argv)
     rows += bench_blocked.main()
     rows += bench_harness.main(argv)
+    rows += bench_cases.main()
     print_table(rows)
     if "--json" in argv:
         Path(argv[argv.index("--json") + 1]).write_text(json.dumps(rows, indent=1))

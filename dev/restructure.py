@@ -129,6 +129,10 @@ LATER_MOVES: dict[str, str] = {
     "conformance/report_files.py": "conformance/frontends/report_files.py",
     "conformance/dump.py": "conformance/frontends/dump.py",
     "conformance/merge.py": "conformance/frontends/merge.py",
+    # the sdpa case space (main's f83d87a): array layouts are the adapters' (frameworks
+    # and the wire carry them); the axes are read only by ops/sdpa_space.py
+    "conformance/layout.py": "conformance/adapters/layout.py",
+    "conformance/axes.py": "conformance/ops/sdpa_axes.py",
     # no reference module shares its name with the function it exports
     "reference/sdpa_varlen.py": "reference/varlen.py",
     "reference/paged_attention.py": "reference/paged.py",

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import ml_dtypes
 import numpy as np
 
+from conformance.adapters.layout import copy_view, span, span_bytes
 from conformance.errors import OutputTypeError as OutputTypeError
-from conformance.layout import copy_view, span, span_bytes
 
 DTYPE_BY_NAME = {
     "float64": np.dtype(np.float64),
@@ -48,7 +48,8 @@ class NumpyFramework:
 
     def to_native(self, array: np.ndarray) -> np.ndarray:
         # a private copy: the adapter may keep or mutate it without touching ours; views
-        # keep their strides and offset (conformance.layout), a layout is part of the case
+        # keep their strides and offset (conformance.adapters.layout): a layout is part of
+        # the case
         return copy_view(array)
 
     def to_numpy(self, value: Any) -> np.ndarray:

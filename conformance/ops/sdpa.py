@@ -18,6 +18,7 @@ from conformance.adapters.frameworks import DTYPE_BY_NAME, OutputTypeError
 from conformance.cases import AttentionShapes, Case, make_case, unique_cases
 from conformance.judging import empty_rows
 from conformance.judging.tolerance import Conditioning, finite_max_abs, ulp
+from conformance.ops import sdpa_draw, sdpa_space
 from conformance.ops.spec import Expected, OpSpec, require
 from conformance.profiles import Profile
 from conformance.vocabulary import DTYPES
@@ -95,6 +96,10 @@ SCENARIOS = (
              features=("gqa", "causal")),
     Scenario("mask-causal", (WIDE,), {"is_causal": True}, mask="bool",
              features=("bool_mask", "causal", "mask_with_causal")),
+    # a mask that broadcasts over the query axis, (Hq, 1, Lk), with is_causal: a kernel that
+    # reads Lq from the mask's shape builds a 1-row causal band (onnx.reference's Attention)
+    Scenario("mask-bcast-query-causal", (WIDE, TALL), {"is_causal": True}, mask="float-bcast",
+             features=("float_mask", "causal", "mask_with_causal")),
     Scenario("empty-rows-bool", (SQUARE,), mask="bool-empty-rows", features=("bool_mask",)),
     Scenario("empty-rows-float", (SQUARE,), mask="float-empty-rows", features=("float_mask",)),
     Scenario("large-logits", (SQUARE,), {"input_scale": 40.0}, core=True),
@@ -105,7 +110,7 @@ SCENARIOS = (
 )
 
 # harness-only options: they shape the inputs, they are not passed to the adapter
-INPUT_OPTIONS = ("input_scale", "mask", "mask_offset")
+INPUT_OPTIONS = ("input_scale", "mask", "mask_offset", *sdpa_draw.DRAW_OPTIONS)
 
 
 def long_shapes(length: int) -> AttentionShapes:
@@ -137,6 +142,8 @@ def build_cases(profile: Profile, run_seed: int) -> list[Case]:
                 options = {**scenario.options, "mask": scenario.mask}
                 cases.append(make_case("sdpa", scenario.name, shapes.label, dtype, run_seed,
                                        options, scenario.features, shapes))
+    # the case space of conformance/ops/sdpa_axes.py as a covering array (ops/sdpa_space.py)
+    cases += sdpa_space.generated_cases(profile.name, profile.dtypes, run_seed)
     return unique_cases(cases)
 
 
@@ -161,6 +168,8 @@ def _mask(kind: str, shapes: AttentionShapes, rng, dtype, offset: float) -> np.n
 
 def make_inputs(case: Case) -> dict[str, Any]:
     """query/key/value (and attn_mask) in the case dtype, from the case's own seed."""
+    if case.option("values") is not None:  # a generated case (conformance.ops.sdpa_space)
+        return sdpa_draw.make_inputs(case)
     rng = np.random.default_rng(case.seed)
     sh, dtype = case.shapes, DTYPE_BY_NAME[case.dtype]
     if sh is None:

@@ -2,7 +2,10 @@
 
 A message is an 8-byte little-endian length, that many bytes of JSON (whose
 ``"arrays"`` list gives each array's dtype, shape and byte count), then the
-raw C-order bytes of each array. Values travel as a JSON tree in which
+raw C-order bytes of each array; a view (transposed, negative or zero strides, an
+offset into its buffer) travels as the bytes it spans with its strides and offset,
+and arrives as the same view (``conformance.adapters.layout``). Values travel as a
+JSON tree in which
 arrays, NumPy scalars, tuples and dicts are tagged (``{"$a": i}``, ``{"$s":
 i}``, ``{"$t": [...]}``, ``{"$d": {...}}``), so tuples of arrays and None
 round-trip. Dtypes are whitelisted (bool, integer, float, complex and
@@ -25,6 +28,7 @@ import ml_dtypes
 import numpy as np
 
 from conformance.adapters.frameworks import OutputTypeError
+from conformance.adapters.layout import rebuild, span, span_bytes
 from conformance.errors import ProtocolError as ProtocolError
 
 MAX_JSON = 16 << 20
@@ -52,16 +56,41 @@ def _dtype_of(token: Any) -> np.dtype:
     return np.dtype(token)
 
 
-def _layout(meta: dict) -> tuple[np.dtype, tuple[int, ...], int]:
-    """(dtype, shape, byte count) of one announced array, checked against each other."""
+def _layout(meta: dict) -> tuple[np.dtype, tuple[int, ...], int, tuple[int, ...] | None, int]:
+    """(dtype, shape, byte count, strides, offset) of one announced array, checked against
+    each other. Strides and offset come only with a view (``conformance.adapters.layout``);
+    the view is rebuilt over the bytes, and numpy refuses one reaching outside them."""
     dtype = _dtype_of(meta["dtype"])
     shape = tuple(meta["shape"])
     if not all(type(n) is int and 0 <= n <= MAX_ARRAY_BYTES for n in shape):
         raise ValueError("bad shape")
-    nbytes = math.prod(shape) * dtype.itemsize
-    if meta["nbytes"] != nbytes or nbytes > MAX_ARRAY_BYTES:
-        raise ValueError("byte count does not match shape and dtype")
-    return dtype, shape, nbytes
+    nbytes, strides, offset = meta["nbytes"], meta.get("strides"), meta.get("offset", 0)
+    if strides is None:
+        if nbytes != math.prod(shape) * dtype.itemsize:
+            raise ValueError("byte count does not match shape and dtype")
+    elif (len(strides) != len(shape) or type(offset) is not int
+          or not all(type(s) is int and abs(s) <= MAX_ARRAY_BYTES for s in strides)):
+        raise ValueError("bad strides or offset")
+    if type(nbytes) is not int or not 0 <= nbytes <= MAX_ARRAY_BYTES:
+        raise ValueError("bad byte count")
+    return dtype, shape, nbytes, None if strides is None else tuple(strides), offset
+
+
+def _blob(array: np.ndarray) -> tuple[bytes | np.ndarray, dict]:
+    """The bytes that carry ``array`` and what the reader needs to rebuild its layout."""
+    where = span(array)
+    if where is None:
+        return array.tobytes(order="C"), {}
+    return span_bytes(array, where), {"strides": list(where.strides), "offset": where.offset}
+
+
+def _array(data: bytearray, dtype: np.dtype, shape, strides, offset) -> np.ndarray:
+    if strides is None:
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
+    try:
+        return rebuild(data, dtype, shape, strides, offset)
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(f"array view outside its bytes ({exc})") from None
 
 
 def encode(value: Any, arrays: list[np.ndarray]) -> Any:
@@ -112,12 +141,14 @@ class Channel:
         self.read_fd, self.write_fd = read_fd, write_fd
 
     def send(self, message: dict, arrays: list[np.ndarray], deadline: float | None = None):
-        blobs = [np.asarray(a).tobytes(order="C") for a in arrays]
-        meta = [{"dtype": dtype_token(np.asarray(a).dtype), "shape": list(np.shape(a)),
-                 "nbytes": len(b)} for a, b in zip(arrays, blobs, strict=True)]
+        arrays = [np.asarray(a) for a in arrays]
+        carried = [_blob(a) for a in arrays]
+        blobs = [blob for blob, _ in carried]
+        meta = [{"dtype": dtype_token(a.dtype), "shape": list(a.shape), "nbytes": len(blob),
+                 **view} for a, (blob, view) in zip(arrays, carried, strict=True)]
         header = json.dumps({**message, "arrays": meta}).encode()
         for chunk in (_LENGTH.pack(len(header)), header, *blobs):
-            self._write(memoryview(chunk), deadline)
+            self._write(memoryview(chunk).cast("B"), deadline)
 
     def receive(self, deadline: float | None = None) -> tuple[dict, list[np.ndarray]]:
         (size,) = _LENGTH.unpack(self._read(_LENGTH.size, deadline))
@@ -128,10 +159,10 @@ class Channel:
             layout = [_layout(meta) for meta in message.pop("arrays")]
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise ProtocolError(f"unreadable message ({type(exc).__name__})") from None
-        if sum(nbytes for _, _, nbytes in layout) > MAX_ARRAY_BYTES:
+        if sum(nbytes for _, _, nbytes, _, _ in layout) > MAX_ARRAY_BYTES:
             raise ProtocolError("arrays larger than MAX_ARRAY_BYTES")
-        arrays = [np.frombuffer(self._read(nbytes, deadline), dtype=dtype).reshape(shape)
-                  for dtype, shape, nbytes in layout]
+        arrays = [_array(self._read(nbytes, deadline), dtype, shape, strides, offset)
+                  for dtype, shape, nbytes, strides, offset in layout]
         return message, arrays
 
     def _wait(self, fd: int, writing: bool, deadline: float | None) -> None:
