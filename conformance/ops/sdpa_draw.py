@@ -103,10 +103,16 @@ def _fill(fill: Any, dtype) -> float:
     return float(fill)
 
 
+def _shapes(case: Case) -> AttentionShapes:
+    if case.shapes is None:
+        raise ValueError(f"a generated sdpa case needs shapes: {case.id}")
+    return case.shapes
+
+
 def draw_mask(case: Case, rng, dtype) -> np.ndarray:
-    sh = case.shapes
+    sh = _shapes(case)
     shape = _dims(case.option("mask_form"), sh)
-    visible = np.array(_pattern(case.option("mask_pattern"), shape, sh, rng), dtype=bool)
+    visible = np.array(_pattern(case.option("mask_pattern"), shape, sh, rng), dtype=np.bool_)
     if case.option("mask_dtype") == "bool":
         return visible
     bias = rng.standard_normal(shape)
@@ -162,7 +168,7 @@ def lay_out(layout: str, q, k, v, batch_dims: int):
 def make_inputs(case: Case) -> dict[str, Any]:
     """query/key/value (and attn_mask) of a generated case, from its own seed."""
     rng = np.random.default_rng(case.seed)
-    sh, dtype = case.shapes, DTYPE_BY_NAME[case.dtype]
+    sh, dtype = _shapes(case), DTYPE_BY_NAME[case.dtype]
     q, k, v = (x.astype(dtype) for x in draw_qkv(case.option("values"), sh, rng))
     q, k, v = lay_out(case.option("layout"), q, k, v, len(sh.batch))
     inputs = {"query": q, "key": k, "value": v}

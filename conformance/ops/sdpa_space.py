@@ -16,7 +16,7 @@ import inspect
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib.metadata import version
 from itertools import combinations, product
 from pathlib import Path
@@ -178,9 +178,10 @@ def coverage(profile_name: str, dtypes: tuple[str, ...]) -> dict[str, tuple[int,
     made = rows(profile_name, dtypes)
     index = {a.name: k for k, a in enumerate(AXES)}
     report = {}
-    groups = {"values": [(a.name,) for a in AXES],
-              "pairs": list(combinations([a.name for a in AXES], 2)),
-              "triples": list(triples_for(profile_name))}
+    groups: dict[str, list[tuple[str, ...]]] = {
+        "values": [(a.name,) for a in AXES],
+        "pairs": list(combinations([a.name for a in AXES], 2)),
+        "triples": list(triples_for(profile_name))}
     for kind, names_list in groups.items():
         covered = needed = 0
         for names in names_list:
@@ -297,9 +298,9 @@ def covering_values(made: tuple[tuple[int, ...], ...]) -> list[tuple[int, ...]]:
     return chosen
 
 
-def option_value(option: str, value: Any, shapes: AttentionShapes) -> Any:
-    """The option's call argument for this case (per-head options get Hq entries)."""
-    heads = shapes.heads_q
+def option_value(option: str, value: Any, heads: int) -> Any:
+    """The option's call argument for a case with ``heads`` query heads (per-head options
+    get one entry per head)."""
     if option == "alibi":
         return tuple(2.0 ** (-8.0 * (h + 1) / heads) for h in range(heads))
     if option == "sinks":
@@ -321,8 +322,9 @@ def option_cases(profile_name: str, dtypes: tuple[str, ...], run_seed: int) -> l
         for value in option.values:
             for row in carriers:
                 base = case_of(row, run_seed)
+                heads = shapes_of(row_values(row)).heads_q
                 options = {**dict(base.options), OPTION_ARGUMENT[option.name]:
-                           option_value(option.name, value.value, base.shapes)}
+                           option_value(option.name, value.value, heads)}
                 cases.append(make_case("sdpa", f"{base.scenario}-{value.token}", base.label,
                                        base.dtype, run_seed, options,
                                        base.features | {option.name}, base.shapes))
@@ -334,7 +336,7 @@ def generated_cases(profile_name: str, dtypes: tuple[str, ...], run_seed: int) -
             *option_cases(profile_name, dtypes, run_seed)]
 
 
-def reduce_rows(made: list[tuple[int, ...]], groups: list[tuple[str, ...]]
+def reduce_rows(made: list[tuple[int, ...]], groups: Sequence[tuple[str, ...]]
                 ) -> list[tuple[int, ...]]:
     """A sub-array of ``made`` holding every combination of values of each axis group that
     ``made`` holds (greedy set cover, ties to the earlier row: deterministic)."""
@@ -357,10 +359,10 @@ def main(argv: list[str]) -> int:
     ci's as sub-arrays of it that keep every pair (quick) and every declared triple (ci)."""
     full = generate("full")
     pairs = list(combinations([a.name for a in AXES], 2))
-    stored = {"fingerprint": fingerprint(), "profiles": {
-        "quick": reduce_rows(full, pairs),
-        "ci": reduce_rows(full, pairs + list(triples_for("ci"))), "full": full}}
-    for name, made in stored["profiles"].items():
+    profiles = {"quick": reduce_rows(full, pairs),
+                "ci": reduce_rows(full, [*pairs, *triples_for("ci")]), "full": full}
+    stored = {"fingerprint": fingerprint(), "profiles": profiles}
+    for name, made in profiles.items():
         print(f"{name}: {len(made)} cases", flush=True)
     STORED.write_text(json.dumps(stored, separators=(",", ":")) + "\n")
     return 0

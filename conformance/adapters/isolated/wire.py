@@ -76,12 +76,12 @@ def _layout(meta: dict) -> tuple[np.dtype, tuple[int, ...], int, tuple[int, ...]
     return dtype, shape, nbytes, None if strides is None else tuple(strides), offset
 
 
-def _blob(array: np.ndarray) -> tuple[bytes | np.ndarray, dict]:
+def _blob(array: np.ndarray) -> tuple[bytes | memoryview, dict]:
     """The bytes that carry ``array`` and what the reader needs to rebuild its layout."""
     where = span(array)
     if where is None:
         return array.tobytes(order="C"), {}
-    return span_bytes(array, where), {"strides": list(where.strides), "offset": where.offset}
+    return span_bytes(array, where).data, {"strides": list(where.strides), "offset": where.offset}
 
 
 def _array(data: bytearray, dtype: np.dtype, shape, strides, offset) -> np.ndarray:
