@@ -82,6 +82,14 @@ class OutputTypeError(TypeError):
     """The adapter returned something that is not an array of its framework."""
 
 
+class MemoryLimitReached(Exception):
+    """The worker's resident memory reached its limit; ``str()`` says how much."""
+
+
+class WorkerExited(Exception):
+    """The worker exited (or was killed) while a reply was awaited."""
+
+
 class RemoteTraceback(Exception):
     """The worker's traceback of a load error (shown by ``attnconf --traceback``)."""
 
@@ -97,6 +105,10 @@ class PropertyFailure(AssertionError):
     """The adapter broke the property; the message says how."""
 
 
+class DropoutFailure(Exception):
+    """The adapter's dropout broke one of the laws; the message says which, and where."""
+
+
 class FixtureError(Exception):
     """A fixture file or manifest is missing, corrupted, or not what its manifest says."""
 
@@ -106,6 +118,10 @@ class FixtureError(Exception):
 
 class UsageError(Exception):
     """A mistake in the command line or the environment: exit 2, one line."""
+
+
+class MergeError(Exception):
+    """The reports are not the shards of one run: exit 2, one line."""
 
 
 class ConformanceFailure(Exception):

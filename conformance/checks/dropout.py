@@ -39,6 +39,7 @@ from conformance.adapters.frameworks import DTYPE_BY_NAME, eps
 from conformance.adapters.load import DescribedFramework
 from conformance.cases import derive_seed
 from conformance.checks.base import RunContext, guarded_call, headline, result
+from conformance.errors import DropoutFailure as DropoutFailure
 from conformance.judging.tolerance import PROPERTY_UNITS
 from conformance.results import FAILED, PASSED, SKIPPED, Result
 
@@ -50,10 +51,6 @@ FALSE_ALARM = 1e-6  # per run, all tests together
 TESTS_PER_RUN = 2 * len(PROBABILITIES) * len(DTYPES)
 DELTA = FALSE_ALARM / TESTS_PER_RUN
 CHECK = "dropout"
-
-
-class DropoutFailure(Exception):
-    """The adapter's dropout broke one of the laws; the message says which, and where."""
 
 
 @dataclass(frozen=True)

@@ -322,7 +322,8 @@ def _write_reports(specs: list[str], results: list[Result], info) -> None:
 
 
 def command_merge(args) -> int:
-    from conformance.frontends.merge import MergeError, merge_reports
+    from conformance.errors import MergeError
+    from conformance.frontends.merge import merge_reports
 
     try:
         for spec in args.report:

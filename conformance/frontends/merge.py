@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from conformance.checks import CHECK_NAMES
+from conformance.errors import MergeError as MergeError
 from conformance.results import Result, RunInfo
 from conformance.vocabulary import OPS
 
 SAME_IN_EVERY_SHARD = ("adapter", "profile", "seed")
-
-
-class MergeError(Exception):
-    """The reports are not the shards of one run: exit 2, one line."""
 
 
 def _float(value: Any) -> float | None:

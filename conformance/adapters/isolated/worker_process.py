@@ -29,6 +29,8 @@ from conformance.adapters.isolated.limits import log_path_from_env, output_limit
 from conformance.adapters.isolated.procs import TOKEN_ENV, end_tree, resident_bytes
 from conformance.adapters.isolated.wire import Channel
 from conformance.adapters.isolated.worker_log import OutputDrain
+from conformance.errors import MemoryLimitReached as MemoryLimitReached
+from conformance.errors import WorkerExited as WorkerExited
 
 POLL_S = 0.02  # how often a waiting parent looks at the worker's memory and exit status
 
@@ -37,14 +39,6 @@ _BOOTSTRAP = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
               "guard_worker(int(sys.argv[5])); "
               "from conformance.adapters.isolated.worker import worker_main; "
               "worker_main(sys.argv[2:5])")
-
-
-class MemoryLimitReached(Exception):
-    """The worker's resident memory reached its limit; ``str()`` says how much."""
-
-
-class WorkerExited(Exception):
-    """The worker exited (or was killed) while a reply was awaited."""
 
 
 def _signal_name(number: int) -> str:
