@@ -27,6 +27,9 @@ from conformance.procs import end_tree
 from conformance.isolation import memory_limit_from_env
 from conformance.ops import Expected, OpSpec
 from reference.sdpa_varlen import sdpa_varlen
+from conformance.layout import copy_view
+from conformance.axes import AXES
+from conformance import axes
 
 bound = conformance.compare.compare
 '''
@@ -52,6 +55,9 @@ NEW_LINES = [
     "from conformance.adapters.isolated.limits import memory_limit_from_env",
     "from conformance.ops.spec import Expected, OpSpec",
     "from reference.varlen import sdpa_varlen",
+    "from conformance.adapters.layout import copy_view",
+    "from conformance.ops.sdpa_axes import AXES",
+    "from conformance.ops import sdpa_axes as axes",
     "bound = conformance.judging.compare.compare",
 ]
 
