@@ -10,6 +10,8 @@ there, and the failure must name both the broadcast mask and is_causal.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -53,11 +55,22 @@ def test_the_bug_is_in_onnx_not_in_the_wrapper(onnx_adapter):
         assert np.allclose(narrow, wide, rtol=0, atol=1e-12) == equal, is_causal
 
 
+def query_broadcast_with_causal(message: str) -> bool:
+    """A generated case (conformance.ops.sdpa_space) whose mask form has 1 for Lq
+    (``(1, Lk)``, ``(B, 1, 1, Lk)``), with is_causal: the same bug, reached by the axes."""
+    form = re.search(r"mask_form='([^']*)'", message)
+    return ("is_causal=True" in message and form is not None
+            and form.group(1).split("-")[-2:] == ["1", "k"])
+
+
 def test_kit_fails_onnx_on_query_broadcast_mask_with_causal(numeric_results):
     failed = [r for r in numeric_results if r.status == FAILED]
-    assert failed, "onnx's Attention passed the mask-bcast-query-causal cases"
-    assert {r.case.split("[")[0] for r in failed} == {SCENARIO}, [r.case for r in failed]
-    for r in failed:
+    named = [r for r in failed if r.case.split("[")[0] == SCENARIO]
+    assert named, "onnx's Attention passed the mask-bcast-query-causal cases"
+    others = [r.case for r in failed
+              if r not in named and not query_broadcast_with_causal(r.message)]
+    assert not others, others
+    for r in named:
         assert SCENARIO in r.message and "is_causal=True" in r.message, r.message
         assert "mask='float-bcast'" in r.message, r.message
         assert "--case" in r.repro and SCENARIO in r.repro
