@@ -24,7 +24,8 @@ import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance.fixtures.store import default_root, pin, verify
+from conformance.fixtures import store as fixturestore
+from conformance.fixtures.store import pin, unpin, verify
 
 PACKAGES = ("reference", "conformance")
 # modules the parent of a run never uses (they import pytest, torch or the generators)
@@ -85,7 +86,9 @@ def guard(root: Path | None = None) -> Snapshot:
     """Preload, pin and verify the fixtures under ``root`` (default: the shipped ones), and
     record the digests ``changes`` compares with."""
     preload()
-    root = default_root() if root is None else root
+    # looked up at call time: a caller (or a test) may point the kit at another tree
+    root = fixturestore.default_root() if root is None else root
+    unpin()  # a new run reads its fixtures afresh; an earlier run's pins must not linger
     pinned = pin(root)
     return Snapshot(fixtures={p: hashlib.sha256(b).hexdigest() for p, b in pinned.items()},
                     sources={p: _digest(p) for p in _sources()}, problems=verify(root))

@@ -12,7 +12,6 @@ else the attn_mask's dtype.
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -29,7 +28,6 @@ FEATURES = ("bool_mask", "float_mask", "causal", "bottom_right", "gqa", "scale",
 # the checks a convention changes: the probe, the expected outputs, and the two properties
 # that read conventions (masked NaN/inf only under "ignored"; empty rows by declared policy)
 CONVENTION_CHECKS = ("conventions", "golden", "numeric", "masked_keys", "fully_masked")
-BOUND_S = 60.0  # the whole pairwise sweep, on a loaded 2-core machine
 
 
 # ---------------------------------------------------------------------------
@@ -192,19 +190,17 @@ def _stopped(results) -> list:
 
 
 def test_every_pairwise_declaration_is_conformant_on_its_honest_adapter():
-    start, verdicts = time.perf_counter(), {}
+    verdicts = {}
     for alignment, policy, nonfinite, dtypes in ROWS:
         results = _run(honest_adapter(alignment, policy, nonfinite, dtypes))
         failed = [f"{r.check} {r.case}: {r.message}" for r in results if r.status != PASSED
                   and r.status != "skipped"]
         checks = {r.check for r in results if r.status == PASSED}
         verdicts[(alignment, repr(policy), nonfinite, dtypes)] = (failed, checks)
-    elapsed = time.perf_counter() - start
     wrong = {k: v[0] for k, v in verdicts.items() if v[0]}
     assert not wrong, wrong
     # exercised, not vacuous: each run passed the probe and numeric cases
     assert all({"conventions", "numeric"} <= checks for _, checks in verdicts.values())
-    assert elapsed < BOUND_S, f"{len(ROWS)} runs took {elapsed:.1f} s"
 
 
 @pytest.mark.parametrize("profile", ["quick", "ci"])  # ~2 s each in-process

@@ -67,6 +67,8 @@ def attnconf_run(capsys, report: Path | None, *argv: str) -> CliRun:
     return CliRun(code, data, captured.out, captured.err, seconds)
 
 
+OFFSET = 0.5  # how far the "offset" entries (patches_reference) move each output
+
 _BASELINES: dict[tuple[str, ...], tuple[list[dict], float]] = {}
 
 
@@ -89,6 +91,12 @@ def expected_changes(entry: Hostile, base: list[dict]) -> set[tuple[str, str]]:
                 if r["check"] == "numeric" and TRIGGER_ID in r["case"]}
     if entry.affected == "every":
         return {(r["check"], r["case"]) for r in passed}
+    if entry.affected == "offset":
+        # the entry is off by OFFSET everywhere; a case whose bound is OFFSET or more (a row
+        # of logits near 1e9 in float32, say: any convex combination is honest there) cannot
+        # see that, and passing it is the tolerance model's verdict, not a breach
+        return {(r["check"], r["case"]) for r in passed
+                if r["bound"] is None or r["bound"] < OFFSET}
     if entry.affected == "repeats":
         seen, repeats = set(), set()
         for r in (r for r in passed if r["check"] == "numeric"):

@@ -150,12 +150,15 @@ def import_from_cwd(module: str) -> Any:
     return importlib.import_module(module)
 
 
-def _unknown_module(spec: str, where: str, exc: ModuleNotFoundError) -> AdapterLoadError:
+def _is_the_spec_module(where: str, exc: ModuleNotFoundError) -> bool:
+    """True when the module the spec names is missing, False when it exists and imports
+    something missing (that is the user's import error, with its traceback)."""
+    return exc.name in (where.split(".")[0], where)
+
+
+def _unknown_module(spec: str, where: str) -> AdapterLoadError:
     """The one line for a spec whose module is not found: the file it looked for, where, and
     the closest adapter name when the spec was a bare name."""
-    top = where.split(".")[0]
-    if exc.name not in (top, where):  # the user's module imports something missing
-        return AdapterLoadError(f"adapter {spec!r} failed to import: {exc}")
     hint = did_you_mean(spec, known_adapter_names()) if ":" not in spec else ""
     looked = Path.cwd() / (where.replace(".", os.sep) + ".py")
     return AdapterLoadError(
@@ -197,7 +200,9 @@ def load_object(spec: str) -> Any:
             try:
                 obj = import_from_cwd(where)
             except ModuleNotFoundError as exc:
-                raise _unknown_module(spec, where, exc) from None
+                if not _is_the_spec_module(where, exc):
+                    raise  # an import error of the user's code: reported below, chained
+                raise _unknown_module(spec, where) from None
         for part in filter(None, attr.split(".")):
             if not hasattr(obj, part):
                 hint = did_you_mean(part, [n for n in dir(obj) if not n.startswith("_")])

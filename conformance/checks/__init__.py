@@ -26,10 +26,12 @@ CHECKS: tuple[Check, ...] = (
     # specific diagnosis; golden and numeric are the backstop for everything else.
     *(Check(p.name, ("sdpa",), check_property(p), p.description.splitlines()[0])
       for p in PROPERTIES),
-    # dropout compares the adapter with itself at p = 0, like the properties: specific
+    Check("gradients", ("sdpa",), gradients, "autograd gradients against sdpa_backward"),
+    # dropout compares the adapter with itself at p = 0, like the properties; after
+    # gradients, which must stay the first to see an autograd bug (a kernel whose
+    # backward is wrong can draw its dropout wrongly too, and be credited here)
     Check("dropout", ("sdpa",), dropout,
           "with dropout_p > 0: entries 0 or W/(1-p), a fraction p dropped, mean W (Hoeffding)"),
-    Check("gradients", ("sdpa",), gradients, "autograd gradients against sdpa_backward"),
     Check("golden", ("sdpa",), golden, "the pinned golden sdpa cases (sha256-verified)"),
     Check("numeric", OPS, numeric, "agreement with the reference under the tolerance model"),
 )

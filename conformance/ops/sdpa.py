@@ -104,6 +104,15 @@ SCENARIOS = (
     Scenario("empty-rows-float", (SQUARE,), mask="float-empty-rows", features=("float_mask",)),
     Scenario("large-logits", (SQUARE,), {"input_scale": 40.0}, core=True),
     Scenario("window", (S((1,), 2, 2, 13, 13, 8, 8),), {"window": (3, 1)}, features=("window",)),
+    # a KV-cache decode step: one query at the end of a longer cache (mistral.rs#2094,
+    # tokenspeed#578: decode paths that drop the window or keep one key too few)
+    Scenario("window-decode", (S((1,), 2, 2, 1, 13, 8, 8),),
+             {"window": (3, 0), "causal_alignment": "bottom_right"},
+             features=("window", "bottom_right")),
+    # a mask over more than 512 keys, hiding some past 512 (vllm-ascend#15503: a fused kernel
+    # that read the mask only up to key 512)
+    Scenario("bool-mask-long-keys", (S((), 1, 1, 4, 600, 16, 16),), mask="bool",
+             features=("bool_mask",)),
     Scenario("softcap", (SQUARE,), {"softcap": 0.8, "input_scale": 3.0}, features=("softcap",)),
     Scenario("alibi", (SQUARE,), {"alibi_slopes": (0.5, 0.25)}, features=("alibi",)),
     Scenario("sinks", (SQUARE,), {"sinks": (0.3, -1.0)}, features=("sinks",)),
