@@ -95,8 +95,11 @@ def expected_changes(entry: Hostile, base: list[dict]) -> set[tuple[str, str]]:
         # the entry is off by OFFSET everywhere; a case whose bound is OFFSET or more (a row
         # of logits near 1e9 in float32, say: any convex combination is honest there) cannot
         # see that, and passing it is the tolerance model's verdict, not a breach
+        # in 16-bit, out + 0.5 rounds back to out where the output is large (bfloat16 is 0.5
+        # apart from 64 on): only float64/float32 cases must see the offset
         return {(r["check"], r["case"]) for r in passed
-                if r["bound"] is None or r["bound"] < OFFSET}
+                if (r["bound"] is None or r["bound"] < OFFSET)
+                and r["case"].endswith(("float64]", "float32]"))}
     if entry.affected == "repeats":
         seen, repeats = set(), set()
         for r in (r for r in passed if r["check"] == "numeric"):

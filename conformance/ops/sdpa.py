@@ -139,14 +139,17 @@ def long_scenarios(profile: Profile) -> tuple[Scenario, ...]:
 
 
 def build_cases(profile: Profile, run_seed: int) -> list[Case]:
-    scenarios = (*SCENARIOS, *long_scenarios(profile))
+    long = long_scenarios(profile)
     cases = []
-    for scenario in scenarios:
+    for scenario in (*SCENARIOS, *long):
         dtypes = profile.dtypes if (scenario.core or not profile.lowp_scenarios_only_core) else (
             tuple(d for d in profile.dtypes if d in ("float64", "float32")))
         if scenario.dtypes is not None:
             dtypes = tuple(d for d in dtypes if d in scenario.dtypes)
-        for shapes in scenario.shapes:
+        # a sequence longer than the profile's long length belongs to a profile that reaches it
+        reached = [sh for sh in scenario.shapes if scenario in long
+                   or max(sh.len_q, sh.len_k) <= profile.long_length]
+        for shapes in reached:
             for dtype in dtypes:
                 options = {**scenario.options, "mask": scenario.mask}
                 cases.append(make_case("sdpa", scenario.name, shapes.label, dtype, run_seed,

@@ -148,7 +148,7 @@ def _value_rows_at_key_dim(call):
 
 def _product_then_scale(dtype):
     def scores(q, k, scale):
-        """Q·Kᵀ formed in the 16-bit input dtype, then scaled: |q·k| > 65504 overflows to ±inf.
+        """Q·Kᵀ formed in the 16-bit input dtype, then scaled: q·k beyond ±65504 overflows to ±inf.
 
         Source: PaddlePaddle/Paddle#41933 (fix inf in fused_attention: scale after the
         fp16 GEMM); ultralytics/ultralytics#24990 (pre-scale the query to prevent fp16
