@@ -83,6 +83,7 @@ def _first_failure(tmp_path, *argv) -> dict:
     return next(r for r in json.loads(report.read_text())["results"] if r["status"] == "failed")
 
 
+@pytest.mark.slow  # runs attnconf in a subprocess
 @pytest.mark.torch
 def test_the_repro_command_reproduces_the_same_failure(tmp_path):
     failure = _first_failure(tmp_path, "--adapter", spec("float32_inside"), "--only", "numeric")
@@ -95,6 +96,7 @@ def test_the_repro_command_reproduces_the_same_failure(tmp_path):
     assert again == failure  # the same case, numbers, message and repro line
 
 
+@pytest.mark.slow  # runs attnconf twice
 def test_a_property_repro_reproduces_the_minimal_example(tmp_path):
     failure = _first_failure(tmp_path, "--adapter", spec("no_sqrt_d"), "--only", "scale_law")
     assert failure["check"] == "scale_law" and failure["case"] == "hypothesis[float64]"

@@ -189,6 +189,7 @@ def _stopped(results) -> list:
         PASSED, FAILED, "skipped")]
 
 
+@pytest.mark.slow  # whole runs of the checks: tox -e py, not the inner loop
 def test_every_pairwise_declaration_is_conformant_on_its_honest_adapter():
     verdicts = {}
     for alignment, policy, nonfinite, dtypes in ROWS:
@@ -203,7 +204,8 @@ def test_every_pairwise_declaration_is_conformant_on_its_honest_adapter():
     assert all({"conventions", "numeric"} <= checks for _, checks in verdicts.values())
 
 
-@pytest.mark.parametrize("profile", ["quick", "ci"])  # ~2 s each in-process
+@pytest.mark.slow  # whole quick and ci runs: tox -e py, not the inner loop
+@pytest.mark.parametrize("profile", ["quick", "ci"])
 def test_bottom_right_uniform_causal_rows_declared_is_conformant(profile):
     results = _run(uniform_bottom_right(declare=True), profile, only=())
     bad = [f"{r.check} {r.case}: {r.message[:300]}" for r in results
@@ -231,6 +233,7 @@ def test_window_emptied_rows_are_probed_and_named():
     assert "declare conventions={'fully_masked': {'window': 'uniform'}}" in failed[0].message
 
 
+@pytest.mark.slow  # whole runs of the checks: tox -e py, not the inner loop
 def test_mismatches_beyond_the_empty_rows_are_not_blamed_on_the_convention():
     inner = honest_adapter("bottom_right", {"causal": "uniform"}, declare=False)
 

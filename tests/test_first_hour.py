@@ -34,6 +34,9 @@ from conformance.results import PASSED, Result
 HONEST = '''\
 import numpy as np
 
+# every test here runs attnconf or pytest as a user would, in subprocesses: tox -e py
+pytestmark = pytest.mark.slow
+
 
 def sdpa(query, key, value, attn_mask=None, is_causal=False, scale=None):
     work = np.float64 if query.dtype == np.float64 else np.float32

@@ -95,6 +95,7 @@ def test_a_property_of_an_adapter_that_supports_nothing_is_skipped_with_its_mess
     assert r.message.startswith("unsupported: adapter raised NotImplementedError: this build")
 
 
+@pytest.mark.slow  # a whole run through a worker
 def test_an_adapter_that_supports_nothing_is_not_conformant(tmp_path):
     report = tmp_path / "r.json"
     run = attnconf("run", "--adapter", NOTHING, "--profile", "quick", *INPROCESS,
