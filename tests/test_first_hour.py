@@ -31,11 +31,11 @@ from harness_adapters import attnconf, attnconf_subprocess, console_script
 from conformance.frontends.progress import Progress
 from conformance.results import PASSED, Result
 
-HONEST = '''\
-import numpy as np
-
 # every test here runs attnconf or pytest as a user would, in subprocesses: tox -e py
 pytestmark = pytest.mark.slow
+
+HONEST = '''\
+import numpy as np
 
 
 def sdpa(query, key, value, attn_mask=None, is_causal=False, scale=None):
