@@ -6,7 +6,9 @@ far apart. What the adapter does is recorded (``ctx.observed``, shown in the
 from the declared (or default, torch's) value is one failure naming both
 values and the declaration that would accept the observed one. ``any`` and
 ``propagates`` are never failed; an unrecognised behaviour is left to the
-numeric check.
+numeric check. A probe call that raises NotImplementedError skips its probe; one that
+raises anything else, times out, or loses its worker fails it, naming what happened (as
+every check does: conformance/errors.py), never reading as "unsupported".
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ def _close(a: np.ndarray, b: np.ndarray) -> bool:
                 and np.max(np.abs(a - b)) <= PROBE_RTOL * (1 + np.abs(b).max()))
 
 
-def _call(ctx, name, args, kwargs):
+def _call(ctx, name, args, kwargs, what: str = ""):
+    """(output array, None), (None, the skipped or failed result of the call), or (None, None)
+    when the output is not one array. ``what`` is added to the failure's headline."""
     kwargs = dict(kwargs)
     if "dropout_p" in ctx.adapter.ops["sdpa"].params:
         kwargs["dropout_p"] = 0.0
     outcome = guarded_call(ctx, "sdpa", "conventions", f"probe:{name}",
-                           f"convention probe {name}", args, kwargs)
+                           f"convention probe {name}{what}", args, kwargs)
     if isinstance(outcome, Result):
         return None, outcome
     if not isinstance(outcome.value, np.ndarray):
@@ -109,7 +113,9 @@ def _causal_rows_declaration(ctx: RunContext, alignment: str) -> dict:
         return {}
     seen = _observe_rows(ctx, "causal", {"is_causal": True}, alignment)
     declared = ctx.adapter.conventions["fully_masked"]
-    if seen in (None, "unrecognised") or policy_for(declared, "causal") in ("any", seen):
+    # a call that gave no answer (skipped, failed, unusable): the mismatch stands without it
+    if not isinstance(seen, str) or seen == "unrecognised" or policy_for(
+            declared, "causal") in ("any", seen):
         return {}
     return {"fully_masked": accepting_policy(declared, {"causal": seen})}
 
@@ -156,9 +162,17 @@ def _row_probes(ctx: RunContext) -> dict[str, dict[str, Any]]:
     return probes
 
 
-def _observe_rows(ctx: RunContext, kind: str, kwargs: dict, alignment: str) -> str | None:
+# what each kind of probe call hides, in a failure's headline
+HIDDEN_BY = {"bool": "a bool attn_mask", "float": "a float attn_mask",
+             "causal": "bottom_right causality", "window": "a (0, 0) window"}
+
+
+def _observe_rows(ctx: RunContext, kind: str, kwargs: dict,
+                  alignment: str) -> str | Result | None:
     """What the adapter gives the rows that ``kind`` empties in its probe call: one of
-    zeros/nan/uniform, "unrecognised", or None when the call gave no usable output."""
+    zeros/nan/uniform, "unrecognised", None when the call gave no usable output, or the
+    call's own result: skipped (it raised NotImplementedError) or failed (it raised anything
+    else, timed out, or lost its worker)."""
     lq, lk = MASK_SHAPE if kind in ("bool", "float") else STRUCTURAL_SHAPE
     q, k, v = _qkv(ctx, lq, lk)
     kwargs = dict(kwargs)
@@ -167,7 +181,10 @@ def _observe_rows(ctx: RunContext, kind: str, kwargs: dict, alignment: str) -> s
         visible[1] = False
         kwargs["attn_mask"] = visible if kind == "bool" else np.where(
             visible, 0.0, -np.inf).astype(q.dtype)
-    out, _bad = _call(ctx, "fully_masked", [q, k, v], kwargs)
+    out, bad = _call(ctx, "fully_masked", [q, k, v], kwargs,
+                     f" (rows emptied by {HIDDEN_BY[kind]})")
+    if bad is not None:
+        return bad
     if out is None or out.shape != (1, 1, lq, v.shape[-1]):
         return None
     reference_kwargs = {"causal_alignment": alignment, **kwargs}
@@ -178,20 +195,38 @@ def _observe_rows(ctx: RunContext, kind: str, kwargs: dict, alignment: str) -> s
     return seen.pop() if len(seen) == 1 else "unrecognised"
 
 
-def _observe_empty_rows(ctx: RunContext) -> dict[str, str]:
+def _observe_empty_rows(ctx: RunContext) -> dict[str, str] | Result:
+    """Mask kind → what the adapter gives the rows it empties (kinds whose call raised
+    NotImplementedError or gave no usable output are left out); or the failed result of the
+    first call that failed: the probes stop there, as one more call on a kernel that just
+    crashed or hung would cost another worker or another timeout; or, when no kind could be
+    observed and a call raised NotImplementedError, that call's skipped result (with the
+    adapter's message)."""
     alignment = ctx.adapter.conventions["causal_alignment"]
-    observed = {}
+    observed: dict[str, str] = {}
+    skipped: Result | None = None
     for kind, kwargs in _row_probes(ctx).items():
         seen = _observe_rows(ctx, kind, kwargs, kwargs.get("causal_alignment", alignment))
-        if seen is not None:
+        if isinstance(seen, Result) and seen.status == FAILED:
+            return seen
+        if isinstance(seen, Result):
+            skipped = skipped or seen
+        elif seen is not None:
             observed[kind] = seen
-    return observed
+    return skipped if not observed and skipped else observed
 
 
 def probe_fully_masked(ctx: RunContext) -> Iterator[Result]:
     """Rows emptied by each mask kind the adapter supports (bool, float, causality under
-    bottom_right, window) against the declared policy for that kind."""
+    bottom_right, window) against the declared policy for that kind.
+
+    A probe call that fails — the adapter raised something other than NotImplementedError,
+    timed out, or its worker died — is this probe's failed result, with that diagnosis
+    (never "unsupported"); only NotImplementedError, or no mask kind to probe, skips."""
     observed = _observe_empty_rows(ctx)
+    if isinstance(observed, Result):  # failed, or skipped with the adapter's message
+        yield observed
+        return
     if not observed:
         yield _probe(ctx, "fully_masked", SKIPPED,
                      "unsupported: adapter takes no attn_mask, or its output was unusable")

@@ -8,6 +8,12 @@ checks name the check). The estimate is the numeric matrix's remaining cases tim
 time of its cases so far (the matrix is most of a run's time); none is shown before a
 numeric case has finished. In a log (no terminal) there is one line per finished check, and
 a ``still running …`` line every 30 s of one call.
+
+A check's time (``(N.N s)`` on its line) is told by its results, the only events the run
+reports: it runs from the previous check's last result (or the start) to its own last
+result. So a check's first case (the time until its first result) is its own, and never
+the previous check's (a check's clock once ran from its own first result to the next check's
+first result, off by one case at each end).
 """
 
 from __future__ import annotations
@@ -33,14 +39,15 @@ class Progress:
     (see ``planned_cases``): what names the running case and sizes the estimate."""
 
     def __init__(self, stream=None, case_lists: dict[tuple[str, str], list[str]] | None = None,
-                 tick: float = 1.0) -> None:
+                 tick: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = sys.stderr if stream is None else stream  # at call time: capturable
         self.tty = self.stream.isatty()
         self.case_lists = case_lists or {}
+        self.clock = clock  # seconds, monotonic; a test passes a fake one
         self.counts, self.check_counts = _counts(), _counts()
         self.current: tuple[str, str] | None = None
         self.done_in_check = 0
-        self.check_started = self.last_result = time.monotonic()
+        self.check_started = self.last_result = clock()
         self.numeric_done, self.numeric_seconds = 0, 0.0
         self.lock, self.stop = threading.Lock(), threading.Event()
         self.last_note = 0.0
@@ -48,13 +55,15 @@ class Progress:
         self.ticker.start()
 
     def __call__(self, r: Result) -> None:
-        now = time.monotonic()
+        now = self.clock()
         with self.lock:
             key = (r.op, r.check)
             if key != self.current:
+                # the previous check ended with its last result, and this one began there:
+                # the time until r (this check's first case) is this check's
                 self._flush_check()
                 self.current, self.check_counts, self.done_in_check = key, _counts(), 0
-                self.check_started = now
+                self.check_started = self.last_result
             if r.check == "numeric":
                 self.numeric_done += 1
                 self.numeric_seconds += now - self.last_result
@@ -85,7 +94,7 @@ class Progress:
     def _draw(self) -> None:
         if not self.tty:
             return
-        c, waited = self.counts, time.monotonic() - self.last_result
+        c, waited = self.counts, self.clock() - self.last_result
         line = (f"running {self.running()[:60]} ({waited:.0f} s){self.eta()} · "
                 f"{c[PASSED]} passed {c[FAILED]} failed {c[SKIPPED]} skipped"
                 + (f" {c[ERROR]} errors" if c[ERROR] else ""))
@@ -98,19 +107,22 @@ class Progress:
                 if self.tty:
                     self._draw()
                     continue
-                waited = time.monotonic() - self.last_result
+                waited = self.clock() - self.last_result
                 if waited - self.last_note >= STILL_RUNNING_EVERY:
                     self.last_note = waited
                     self.stream.write(f"  still running {self.running()} ({waited:.0f} s)\n")
                     self.stream.flush()
 
     def _flush_check(self) -> None:
+        """The finished check's line (in a log): its counts and the time from its start to
+        its last result (what comes after, the next check's first case or the run's end,
+        is not its own)."""
         if self.current and not self.tty:
             c = self.check_counts
             errors = f", {c[ERROR]} internal errors of the kit" if c[ERROR] else ""
             self.stream.write(f"  {self.current[0]}/{self.current[1]}: {c[PASSED]} passed, "
                               f"{c[FAILED]} failed, {c[SKIPPED]} skipped{errors} "
-                              f"({time.monotonic() - self.check_started:.1f} s)\n")
+                              f"({self.last_result - self.check_started:.1f} s)\n")
             self.stream.flush()
 
     def close(self) -> None:

@@ -22,7 +22,10 @@ follow numpy.testing: an element whose expected value is 0 has relative
 error inf, and the maximum is taken over the elements whose expected value
 is not 0.
 
-Shape and dtype are checked strictly before values (``check_contract``).
+Shape and dtype are checked strictly before values (``check_contract``). Byte order is
+not part of the dtype there: a big-endian float64 output (``>f8``) is a float64 output, as
+a strided view is an output of its shape; its values are read as numbers (``compare``
+converts both sides to native float64), so either byte order is judged alike.
 """
 
 from __future__ import annotations
@@ -76,13 +79,35 @@ def _max_rel(abs_err: np.ndarray, expected: np.ndarray) -> float:
     return float((abs_err[nonzero] / scale).max())
 
 
+def _native_order(dtype: np.dtype) -> np.dtype:
+    """``dtype`` in this machine's byte order (``>f8`` → ``float64`` on a little-endian one)."""
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
+def _dtype_text(dtype: np.dtype) -> str:
+    """``float32``, or ``float32 (big-endian)`` for a byte order other than this machine's."""
+    if dtype.isnative:
+        return dtype.name
+    return f"{dtype.name} ({'big' if dtype.byteorder == '>' else 'little'}-endian)"
+
+
 def check_contract(actual: np.ndarray, expected_shape: tuple, expected_dtype) -> str | None:
-    """A one-line reason when shape or dtype differ, else None."""
+    """A one-line reason when shape or dtype differ, else None.
+
+    The dtypes are compared as types, in native byte order: the contract's "output dtype =
+    query dtype" is about what the numbers are (float64, float32, …), and NumPy's own
+    ``np.dtype(">f8") != np.float64`` is about how they are stored. So a big-endian float64
+    output passes where float64 is expected (and the reverse); a mismatch names a non-native
+    byte order (``got float32 (big-endian), expected float64``), so the message never reads
+    ``got float64, expected float64``."""
     if tuple(actual.shape) != tuple(expected_shape):
         return f"shape mismatch: got {tuple(actual.shape)}, expected {tuple(expected_shape)}"
-    if np.dtype(actual.dtype) != np.dtype(expected_dtype):
-        got, want = np.dtype(actual.dtype).name, np.dtype(expected_dtype).name
-        return f"dtype mismatch: got {got}, expected {want}"
+    got, want = np.dtype(actual.dtype), np.dtype(expected_dtype)
+    if _native_order(got) != _native_order(want):
+        shown = _dtype_text(got), _dtype_text(want)
+        if shown[0] == shown[1]:  # two dtypes of one name (void, structured): in full
+            shown = str(got), str(want)
+        return f"dtype mismatch: got {shown[0]}, expected {shown[1]}"
     return None
 
 
