@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from conformance.vocabulary import DTYPES, FEATURES
+
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 ERROR = "error"  # the kit itself stopped on an exception: never the adapter's failure
 
@@ -31,6 +33,10 @@ class Result:
     seed: int | None = None
     examples: int | None = None  # property checks: examples that called the adapter and ran
     traceback: str = ""  # ERROR results: where in the kit it stopped
+    # a case of the op's case matrix (or a dropout case): what it needs, for ``coverage``;
+    # dtype "" where the result is not one case of known features (a property, a probe)
+    features: tuple[str, ...] = ()
+    dtype: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,9 +86,13 @@ class RunInfo:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def verdict(results: list[Result]) -> tuple[int, str]:
+def verdict(results: list[Result], require: tuple[str, ...] = (),
+            declared: dict[str, Any] | None = None) -> tuple[int, str]:
     """(exit code, one-line reason): 3 if the kit stopped on an internal error, else 1 on any
-    failure, else 1 when the adapter was never exercised (see ``exercised``), else 0."""
+    failure, else 1 when the adapter was never exercised (see ``exercised``), else 1 when a
+    ``require``d feature or dtype (``--require``; ``declared`` expands to those of
+    ``declared``, a RunInfo's) was never exercised by a passed case (``require_problem``),
+    else 0."""
     counts = summary(results)
     if counts.get("errors"):
         return EXIT_INTERNAL_ERROR, (f"{counts['errors']} internal error(s) of the kit, not of "
@@ -92,6 +102,9 @@ def verdict(results: list[Result]) -> tuple[int, str]:
     ok, why = exercised(results)
     if not ok:
         return EXIT_NOT_CONFORMANT, why
+    problem = require_problem(axis_counts(results), require, declared or {})
+    if problem:
+        return EXIT_NOT_CONFORMANT, problem
     return EXIT_CONFORMANT, "conformant"
 
 
@@ -108,10 +121,19 @@ INTERRUPTED = ("interrupted by the user after {n} results: what did not run is n
 
 def run_verdict(results: list[Result], info: RunInfo | None) -> tuple[int, str]:
     """``verdict``, except that an interrupted run (``info.settings["interrupted"]``) exits 2
-    whatever finished: a partial run is not a verdict (pytest also exits 2 on ctrl-C)."""
-    if info is not None and info.settings.get("interrupted"):
+    whatever finished: a partial run is not a verdict (pytest also exits 2 on ctrl-C). The
+    run's ``--require`` (``info.settings["require"]``) is judged against the adapter's
+    declaration, except on one shard: only the merged run sees every case."""
+    if info is None:
+        return verdict(results)
+    if info.settings.get("interrupted"):
         return EXIT_USAGE, INTERRUPTED.format(n=len(results))
-    return verdict(results)
+    return verdict(results, judged_require(info), info.declared)
+
+
+def judged_require(info: RunInfo) -> tuple[str, ...]:
+    """The --require names this run's verdict judges: none on one shard of a run."""
+    return () if info.settings.get("shard") else tuple(info.settings.get("require") or ())
 
 
 def _body_lines(r: Result) -> list[str]:
@@ -173,3 +195,157 @@ def skip_reasons(results: list[Result]) -> list[tuple[str, str, int]]:
     most common first: pytest's ``-rs`` summary."""
     counts = Counter((r.check, _reason(r.message)) for r in results if r.status == SKIPPED)
     return [(check, reason, n) for (check, reason), n in counts.most_common()]
+
+
+# -- coverage: which declared features and dtypes the run exercised ------------------------
+
+REQUIRE_DECLARED = "declared"  # --require declared: every feature and dtype declared
+REQUIRE_NAMES = (*FEATURES, *DTYPES, REQUIRE_DECLARED)
+
+
+@dataclass
+class AxisCount:
+    """The results of the cases that need one feature (or are in one dtype): passed, failed,
+    ``refused`` (skipped because the adapter raised: by exception name) and ``not_called``
+    (skipped by the kit without a call, say for another, undeclared feature: by cause, see
+    ``skip_cause``). Counts add up across shards and pytest items."""
+
+    passed: int = 0
+    failed: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    not_called: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def exercised(self) -> int:
+        """Cases that called the adapter and were judged: passed + failed."""
+        return self.passed + self.failed
+
+    @property
+    def unsupported(self) -> int:
+        """Cases the adapter refused (NotImplementedError, the contract's word for it)."""
+        return sum(self.refused.values())
+
+    def add(self, other: AxisCount) -> None:
+        self.passed += other.passed
+        self.failed += other.failed
+        self.refused.update(other.refused)
+        self.not_called.update(other.not_called)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"exercised": self.exercised, "passed": self.passed, "failed": self.failed,
+                "unsupported": self.unsupported, "raised": dict(self.refused.most_common()),
+                "not_called": dict(self.not_called.most_common())}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AxisCount:
+        def counter(key: str) -> Counter[str]:
+            return Counter({str(k): int(v) for k, v in (data.get(key) or {}).items()})
+
+        return cls(int(data.get("passed", 0)), int(data.get("failed", 0)), counter("raised"),
+                   counter("not_called"))
+
+
+RAISED = re.compile(r"adapter raised (\w+)")
+
+
+def skip_cause(message: str) -> tuple[bool, str]:
+    """(did the adapter raise, why the case was skipped in a few words): the exception it
+    raised (``NotImplementedError``), else ``undeclared feature`` or ``undeclared dtype``
+    where the kit did not call it, else the skip reason (``_reason``) without its
+    ``unsupported:``."""
+    raised = RAISED.search(message)
+    if raised:
+        return True, raised[1]
+    if "does not support feature" in message or "needs feature" in message:
+        return False, "undeclared feature"
+    if "not in the adapter's dtypes" in message:
+        return False, "undeclared dtype"
+    return False, _reason(message).removeprefix("unsupported:").strip()[:60]
+
+
+def axis_counts(results: list[Result]) -> dict[str, AxisCount]:
+    """Feature or dtype → ``AxisCount`` over the results that are one case of known axes
+    (``Result.dtype`` set): each counts for its dtype and for every feature it needs."""
+    counts: dict[str, AxisCount] = {}
+    for r in (r for r in results if r.dtype and r.status in (PASSED, FAILED, SKIPPED)):
+        for name in (*r.features, r.dtype):
+            found = counts.setdefault(name, AxisCount())
+            if r.status == SKIPPED:
+                raised, cause = skip_cause(r.message)
+                (found.refused if raised else found.not_called)[cause] += 1
+            else:
+                found.passed += r.status == PASSED
+                found.failed += r.status == FAILED
+    return counts
+
+
+def declared_axes(declared: dict[str, Any]) -> tuple[str, ...]:
+    """The features (of any op) and dtypes a RunInfo's ``declared`` names, in vocabulary
+    order: what the adapter advertises, by declaration or by its signature."""
+    features = {f for fs in (declared.get("ops") or {}).values() for f in fs}
+    dtypes = set(declared.get("dtypes") or ())
+    return (*(f for f in FEATURES if f in features), *(d for d in DTYPES if d in dtypes))
+
+
+def coverage(counts: dict[str, AxisCount], declared: dict[str, Any]) -> dict[str, AxisCount]:
+    """``counts`` of every declared feature and dtype (an empty count where no case ran)."""
+    return {name: counts.get(name, AxisCount()) for name in declared_axes(declared)}
+
+
+def unsupported_axes(covered: dict[str, AxisCount]) -> list[str]:
+    """The names no case exercised while the adapter refused some: advertised, and never
+    supported."""
+    return [name for name, c in covered.items() if not c.exercised and c.unsupported]
+
+
+def expand_require(require: tuple[str, ...], declared: dict[str, Any],
+                   counts: dict[str, AxisCount]) -> tuple[str, ...]:
+    """``require``, each name once, with ``declared`` replaced by every declared feature and
+    dtype that some case of this run needs (a name in ``counts``): a declared feature the
+    kit has no case for (``lse`` today) is required only when named."""
+    names: list[str] = []
+    for name in require:
+        names += ([n for n in declared_axes(declared) if n in counts]
+                  if name == REQUIRE_DECLARED else [name])
+    return tuple(dict.fromkeys(names))
+
+
+def _causes(causes: Counter[str]) -> str:
+    """``NotImplementedError`` for one cause, ``A: 40, B: 2`` for several."""
+    if len(causes) == 1:
+        return next(iter(causes))
+    return ", ".join(f"{cause}: {n}" for cause, n in causes.most_common())
+
+
+def axis_problem(name: str, c: AxisCount) -> str | None:
+    """Why ``name`` was never exercised by a passed case; None when some case passed."""
+    if c.passed:
+        return None
+    head = f"required {'dtype' if name in DTYPES else 'feature'} {name} was never exercised"
+    if c.failed:
+        return f"{head}: no {name} case passed ({c.failed} failed)"
+    if c.unsupported:
+        return f"{head}: every {name} case was unsupported ({_causes(c.refused)})"
+    if c.not_called:
+        return (f"{head}: no {name} case called the adapter ({sum(c.not_called.values())} "
+                f"skipped: {_causes(c.not_called)})")
+    return f"{head}: no case of this run needs it"
+
+
+NOTHING_DECLARED_RAN = ("--require declared: no case of this run needs a declared feature or "
+                       "dtype (the numeric, output_contract and dropout checks' cases do)")
+
+
+def require_problem(counts: dict[str, AxisCount], require: tuple[str, ...],
+                    declared: dict[str, Any]) -> str | None:
+    """The first required name (``expand_require``) no passed case exercised, with why, and
+    the others; None when a passed case exercised each."""
+    names = expand_require(require, declared, counts)
+    if REQUIRE_DECLARED in require and not any(n in counts for n in declared_axes(declared)):
+        return NOTHING_DECLARED_RAN
+    missing = [n for n in names if axis_problem(n, counts.get(n, AxisCount()))]
+    if not missing:
+        return None
+    first = axis_problem(missing[0], counts.get(missing[0], AxisCount()))
+    more = f"; also never exercised: {', '.join(missing[1:])}" if missing[1:] else ""
+    return f"{first}{more}"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import platform
+import re
 import time
 import traceback
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 import numpy as np
 from hypothesis.errors import Flaky
@@ -24,14 +28,17 @@ from conformance.adapters.invoke import (
     describe_exception,
 )
 from conformance.adapters.load import ResolvedAdapter, check_installed, did_you_mean, resolve
+from conformance.cases import Case
 from conformance.checks import CHECK_NAMES, CHECKS, Check, RunContext
 from conformance.checks.base import call_timeout
+from conformance.checks.numeric import op_cases
 from conformance.checks.properties import PropertyFailure, property_dtype
 from conformance.checks.property_bodies import PROPERTIES
 from conformance.errors import Unsupported
 from conformance.judging.tolerance import Tolerance
+from conformance.ops import op_specs
 from conformance.profiles import PROFILES, Profile
-from conformance.results import ERROR, FAILED, SKIPPED, Result, RunInfo
+from conformance.results import ERROR, FAILED, REQUIRE_NAMES, SKIPPED, Result, RunInfo
 from conformance.shard import Shard
 
 DEFAULT_SEED = 20260101
@@ -51,6 +58,7 @@ class RunConfig:
     maxfail: int | None = None  # stop after this many failed results (--maxfail N, -x)
     shard: Shard | None = None  # --shard I/N: only this part of the run's cases
     max_time: float | None = None  # --max-time S: the whole run's budget in seconds
+    require: tuple[str, ...] = ()  # --require: features/dtypes a passed case must exercise
 
 
 def check_only(names: Iterable[str]) -> tuple[str, ...]:
@@ -60,6 +68,18 @@ def check_only(names: Iterable[str]) -> tuple[str, ...]:
     if unknown:
         hint = did_you_mean(unknown[0], CHECK_NAMES)
         raise ValueError(f"unknown check(s) {unknown}; known: {', '.join(CHECK_NAMES)}{hint}")
+    return names
+
+
+def check_require(names: Iterable[str]) -> tuple[str, ...]:
+    """The --require names, validated: a feature, a dtype or ``declared`` (all the adapter
+    declares); anything else is a usage error naming the valid names."""
+    names = tuple(names)
+    unknown = [n for n in names if n not in REQUIRE_NAMES]
+    if unknown:
+        hint = did_you_mean(unknown[0], REQUIRE_NAMES)
+        raise ValueError(f"--require: unknown feature or dtype {unknown[0]!r}; known: "
+                         f"{', '.join(REQUIRE_NAMES)}{hint}")
     return names
 
 
@@ -154,7 +174,7 @@ def guarded(check: Check, ctx: RunContext, op: str) -> Iterator[Result]:
     if stops:
         ctx.invoker.stop_examples = True
     try:
-        yield from check.run(ctx, op)
+        yield from annotated(check.run(ctx, op), ctx)
     except StopExamples as stop:
         yield Result(op, check.name, f"hypothesis[{property_dtype(ctx)}]", FAILED,
                      f"{op} / {check.name}: {check.description}\n{stop.error}\nhypothesis "
@@ -166,6 +186,39 @@ def guarded(check: Check, ctx: RunContext, op: str) -> Iterator[Result]:
     finally:
         if stops:
             ctx.invoker.stop_examples = False
+
+
+@functools.lru_cache(maxsize=64)
+def _matrix(op: str, profile: Profile, seed: int) -> dict[str, Case]:
+    return {case.id: case for case in op_cases(op, profile, seed)}
+
+
+DROPOUT_ID = re.compile(r"^dropout\[(\w+)-")  # the dropout check's ids: dropout[float32-p0.2]
+
+
+def with_axes(r: Result, ctx: RunContext) -> Result:
+    """``r`` with the features and dtype of its case (``results.axis_counts`` counts them):
+    a case of the op's matrix (numeric, output_contract) or of the dropout check; any other
+    result (a property, a probe, a golden case) is returned as it is."""
+    case = _matrix(r.op, ctx.profile, ctx.seed).get(r.case) if r.op in op_specs() else None
+    if case is not None:
+        return dataclasses.replace(r, features=tuple(sorted(case.features)), dtype=case.dtype)
+    dropout = DROPOUT_ID.match(r.case) if r.check == "dropout" else None
+    if dropout:
+        return dataclasses.replace(r, features=("dropout",), dtype=dropout[1])
+    return r
+
+
+def annotated(results: Iterable[Result], ctx: RunContext) -> Iterator[Result]:
+    """``with_axes`` of each result; closing this closes the check's own generator at once
+    (--maxfail stops a check before its worker is closed)."""
+    try:
+        for r in results:
+            yield with_axes(r, ctx)
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
 
 
 ADAPTER_EXCEPTIONS = (AdapterError, OutputTypeError, PropertyFailure, Flaky)
@@ -242,6 +295,16 @@ def budget_note(config: RunConfig, results: list[Result]) -> str | None:
     return f"{text} ({refused} results not run)" if refused else None
 
 
+def declared_of(adapter: ResolvedAdapter) -> dict[str, Any]:
+    """What the adapter declares (or its signature says), as every report records it: the
+    features and dtypes here are what ``results.coverage`` holds a run to."""
+    return {"name": adapter.name, "framework": getattr(adapter.framework, "name", "custom"),
+            "device": adapter.device, "dtypes": list(adapter.dtypes),
+            "conventions": adapter.conventions,
+            "declared_conventions": adapter.declared_conventions,
+            "ops": {op: sorted(b.features) for op, b in adapter.ops.items()}}
+
+
 def run(adapter: ResolvedAdapter, config: RunConfig,
         progress: Callable[[Result], None] | None = None) -> tuple[list[Result], RunInfo]:
     """All selected checks on every op the adapter provides; results in table order."""
@@ -278,16 +341,12 @@ def run(adapter: ResolvedAdapter, config: RunConfig,
         adapter=adapter.spec, profile=config.profile.name, seed=config.seed,
         kit_version=conformance.__version__, versions=versions(adapter),
         conventions=dict(ctx.observed),
-        declared={"name": adapter.name, "framework": getattr(adapter.framework, "name", "custom"),
-                  "device": adapter.device, "dtypes": list(adapter.dtypes),
-                  "conventions": adapter.conventions,
-                  "declared_conventions": adapter.declared_conventions,
-                  "ops": {op: sorted(b.features) for op, b in adapter.ops.items()}},
+        declared=declared_of(adapter),
         settings={"k": config.tolerance.k, "atol": config.tolerance.atol,
                   "isolate": invoker.mode,
                   "timeout": config.timeout, "only": list(config.only), "case": config.case,
                   "maxfail": config.maxfail, "stopped_early": stopped,
-                  "max_time": config.max_time,
+                  "max_time": config.max_time, "require": list(config.require),
                   "shard": None if config.shard is None else str(config.shard),
                   "interrupted": interrupted, "started": started,
                   "duration_s": round(time.monotonic() - clock, 3),

@@ -37,7 +37,8 @@ def test_builtin_adapter_is_conformant(adapter, profile, tmp_path):
     assert run.code == 0, run.out
     passed, failed, _ = run.summary
     assert failed == 0 and passed > 100
-    assert "verdict: CONFORMANT (conformant)" in run.out
+    # every declared feature and dtype was exercised: the verdict names nothing unsupported
+    assert f"verdict: CONFORMANT on {passed} of {sum(run.summary)} cases\n" in run.out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["profile"] == profile and report["verdict"] == "conformant"
     # every profile runs the adapter in a worker process by default

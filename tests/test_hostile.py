@@ -175,6 +175,26 @@ def test_nothing_passed_is_not_a_pass(tmp_path, capsys):
     assert f"0 passed, 0 failed, {len(cases)} skipped" in got.out
 
 
+def test_a_verdict_names_what_the_adapter_advertised_and_never_supported(tmp_path, capsys):
+    """raises_on_advertised takes torch's signature and refuses (NotImplementedError) every
+    mask, causal, dropout and non-float64 case: conformant on what it supports, and the
+    verdict line says on how much and what not; --require causal makes that a failure."""
+    adapter = ("--adapter", "hostile.raises_on_advertised:sdpa", "--isolate", "subprocess",
+               "--only", "numeric", "dropout")
+    got = attnconf_run(capsys, tmp_path / "report.json", *adapter)
+    assert got.code == 0, got.out[-2000:]
+    counts = got.report["summary"]
+    assert counts["passed"] and counts["skipped"] and not counts["failed"]
+    assert got.out.splitlines()[-1] == (
+        f"verdict: CONFORMANT on {counts['passed']} of {len(got.report['results'])} cases; "
+        f"unsupported: bool_mask, float_mask, causal, dropout, float32, float16, bfloat16")
+    required = attnconf_run(capsys, None, *adapter, "--require", "causal")
+    assert required.code == 1
+    assert required.out.splitlines()[-1] == (
+        "verdict: NOT CONFORMANT (required feature causal was never exercised: every causal "
+        "case was unsupported (NotImplementedError))")
+
+
 def test_a_flood_of_output_neither_blocks_nor_reaches_the_report(tmp_path, capsys):
     got = attnconf_run(capsys, None, "--adapter", "hostile.prints_megabytes:sdpa",
                        "--isolate", "subprocess", "--only", "numeric")

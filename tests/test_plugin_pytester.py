@@ -121,3 +121,31 @@ def test_xdist_gives_the_same_verdict(pytester):
     parallel = _outcomes(pytester, *args, "-n", "2")
     assert parallel == serial
     assert set(serial[1].values()) == {"pass", "failure", "skipped"}
+
+
+ADVERTISED = "hostile.raises_on_advertised:sdpa"  # refuses masks, causal, all but float64
+
+
+def test_require_fails_a_session_where_the_feature_was_never_exercised(pytester):
+    args = ("--attn-adapter", ADVERTISED, *QUICK, "-k", "numeric-plain or numeric-causal")
+    plain = pytester.runpytest(*args)
+    assert plain.ret == pytest.ExitCode.OK
+    plain.stdout.fnmatch_lines(["attnconf[[]*raises_on_advertised*[]]: * passed, 0 failed, "
+                                "* skipped (cases, *; unsupported: causal, float32, float16, "
+                                "bfloat16"])
+    required = pytester.runpytest(*args, "--attn-require", "causal,float64")
+    assert required.ret == pytest.ExitCode.TESTS_FAILED
+    required.stdout.fnmatch_lines([
+        "attnconf[[]*[]]: NOT CONFORMANT (required feature causal was never exercised: every "
+        "causal case was unsupported (NotImplementedError)); the session fails, *"])
+    assert pytester.runpytest(*args, "--attn-require", "float64").ret == pytest.ExitCode.OK
+
+
+def test_require_with_a_shard_or_an_unknown_name_is_a_usage_error(pytester):
+    shard = pytester.runpytest("--attn-adapter", "numpy", "--attn-require", "causal",
+                               "--attn-shard", "1/2")
+    assert shard.ret == pytest.ExitCode.USAGE_ERROR
+    shard.stderr.fnmatch_lines(["*--attn-require is judged over every case*attnconf merge"])
+    unknown = pytester.runpytest("--attn-adapter", "numpy", "--attn-require", "casual")
+    assert unknown.ret == pytest.ExitCode.USAGE_ERROR
+    unknown.stderr.fnmatch_lines(["*unknown feature or dtype 'casual'*did you mean 'causal'?"])

@@ -129,3 +129,49 @@ def test_the_plugin_takes_the_same_split(pytester):
         counts.append(tuple(int(n) for n in found.groups()))
     whole, first, second = counts
     assert first and second and tuple(a + b for a, b in zip(first, second, strict=True)) == whole
+
+
+ADVERTISED = ("--adapter", "hostile.raises_on_advertised:sdpa", "--isolate", "inprocess",
+              "--profile", "quick", "--only", "numeric")
+CAUSAL_NEVER = ("verdict: NOT CONFORMANT (required feature causal was never exercised: every "
+                "causal case was unsupported (NotImplementedError))")
+
+
+@pytest.mark.slow
+def test_require_is_judged_by_the_merge_as_by_the_unsharded_run(tmp_path):
+    """A shard sees part of the cases: it records --require and leaves it to merge, whose
+    coverage (from the results' features and dtypes) is the unsharded run's."""
+    whole = attnconf("run", *ADVERTISED, "--require", "causal",
+                     "--report", f"json:{tmp_path / 'whole.json'}")
+    assert whole.code == 1 and whole.out.splitlines()[-1] == CAUSAL_NEVER
+    for i in (1, 2):
+        run = attnconf("run", *ADVERTISED, "--require", "causal", "--shard", f"{i}/2",
+                       "--report", f"json:{tmp_path / f'{i}.json'}")
+        assert run.code == 0
+        assert run.out.splitlines()[-1].endswith("; --require causal is judged by `attnconf "
+                                                 "merge`")
+    shards = [str(tmp_path / f"{i}.json") for i in (1, 2)]
+    merged = attnconf("merge", *shards, "--report", f"json:{tmp_path / 'merged.json'}")
+    assert merged.code == 1 and merged.out.splitlines()[-1] == CAUSAL_NEVER
+    report, original = (json.loads((tmp_path / f"{name}.json").read_text())
+                        for name in ("merged", "whole"))
+    for key in ("coverage", "unsupported", "require", "verdict_line"):
+        assert report[key] == original[key], key
+    # a requirement given to merge itself is judged too
+    for i in (1, 2):
+        attnconf("run", *ADVERTISED, "--shard", f"{i}/2",
+                 "--report", f"json:{tmp_path / f'{i}.json'}")
+    assert attnconf("merge", *shards).code == 0
+    assert attnconf("merge", *shards, "--require", "causal").out.splitlines()[-1] == (
+        CAUSAL_NEVER)
+
+
+def test_merge_refuses_shards_that_require_differently(tmp_path):
+    paths = []
+    for i, require in ((1, ["causal"]), (2, [])):
+        path = tmp_path / f"{i}.json"
+        path.write_text(json.dumps({"adapter": "a", "profile": "ci", "seed": 1, "results": [],
+                                    "settings": {"shard": f"{i}/2", "require": require}}))
+        paths.append(str(path))
+    run = attnconf("merge", *paths)
+    assert run.code == 2 and "has --require none" in run.err and "not shards of one run" in run.err

@@ -1,6 +1,7 @@
 """``attnconf``: run the checks, list what there is, manage fixtures.
 
-Exit codes: 0 conformant, 1 any failure (or the adapter was never exercised),
+Exit codes: 0 conformant, 1 any failure (or the adapter was never exercised, or a
+``--require``d feature or dtype was never exercised by a passed case),
 2 usage or adapter-load error (one line, no traceback unless --traceback),
 3 internal error of the kit (never counted as the adapter's failure).
 """
@@ -27,6 +28,7 @@ from conformance.runner import (
     DEFAULT_SEED,
     RunConfig,
     check_only,
+    check_require,
     isolation_mode,
     resolve_adapter,
     run,
@@ -74,6 +76,7 @@ def _run_parser(sub) -> None:
                    help="stop at the first failed result (--maxfail 1)")
     p.add_argument("--report", action="append", default=[], metavar="FORMAT:PATH",
                    help="json:PATH, junit:PATH or md:PATH (repeatable)")
+    _require_option(p)
     p.add_argument("--shard", metavar="I/N", default=None,
                    help="run only part I of N of the cases (CI matrix; `attnconf merge` the "
                         "JSON reports)")
@@ -83,11 +86,19 @@ def _run_parser(sub) -> None:
     p.add_argument("--traceback", action="store_true", help="show tracebacks of load errors")
 
 
+def _require_option(p) -> None:
+    p.add_argument("--require", nargs="+", action="extend", default=[], metavar="FEATURE",
+                   help="fail (exit 1) unless a passed case exercised each named feature or "
+                        "dtype (causal, bool_mask, float16, …); `declared`: every feature and "
+                        "dtype the adapter declares")
+
+
 def _merge_parser(sub) -> None:
     p = sub.add_parser("merge", help="combine the JSON reports of --shard runs into one verdict")
     p.add_argument("reports", nargs="+", metavar="REPORT.json")
     p.add_argument("--report", action="append", default=[], metavar="FORMAT:PATH",
                    help="json:PATH, junit:PATH or md:PATH (repeatable) for the merged run")
+    _require_option(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,13 +164,13 @@ def _config(args) -> RunConfig:
         max_time = (None if args.max_time is None else
                     number_option("--max-time", args.max_time, positive=True))
         shard = parse_shard(args.shard)
+        require = check_require(args.require)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return RunConfig(profile=PROFILES[args.profile], seed=args.seed, only=only, case=args.case,
                      tolerance=Tolerance(k=k, atol=atol), isolate=args.isolate,
                      timeout=timeout, framework_flag=args.framework, maxfail=maxfail,
-                     max_time=max_time,
-                     shard=shard)
+                     max_time=max_time, shard=shard, require=require)
 
 
 def _overridden(config: RunConfig, isolate: str) -> str:
@@ -328,7 +339,8 @@ def command_merge(args) -> int:
     try:
         for spec in args.report:
             parse_report_spec(spec)
-        results, info = merge_reports([Path(p) for p in args.reports])
+        results, info = merge_reports([Path(p) for p in args.reports],
+                                      require=check_require(args.require))
     except (MergeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     sys.stdout.write(to_text(results, info))

@@ -5,7 +5,9 @@ one run (same adapter, profile, seed, N; every I from 1 to N exactly once, no re
 shards); anything else is a MergeError (exit 2) naming what is missing or mismatched. The
 merged results are in the run's check order, and the verdict is computed from them exactly
 as for an unsharded run (``results.verdict``); a run where any shard was interrupted is
-interrupted.
+interrupted. A shard records its ``--require`` without judging it (one shard does not see
+every case); the merge judges it, with any ``--require`` given to merge itself, on the
+merged results, whose ``features`` and ``dtype`` give the coverage an unsharded run gives.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def result_from_dict(data: dict[str, Any]) -> Result:
                               if name in data}
     fields["max_abs_err"] = _float(data.get("max_abs_err"))
     fields["bound"] = _float(data.get("bound"))
+    fields["features"] = tuple(data.get("features") or ())
+    fields["dtype"] = data.get("dtype") or ""
     return Result(**fields)
 
 
@@ -86,8 +90,23 @@ def _order(r: Result) -> tuple[int, int]:
     return check, OPS.index(r.op) if r.op in OPS else len(OPS)
 
 
-def merge_reports(paths: list[Path]) -> tuple[list[Result], RunInfo]:
-    """The merged results and a RunInfo for the whole run (shard cleared, sources listed)."""
+def _require(documents: list[dict[str, Any]], paths: list[Path], extra: tuple[str, ...]
+             ) -> list[str]:
+    """The --require of the shards (the same in each: MergeError otherwise), then ``extra``
+    (merge's own --require), each name once: the merged verdict judges them."""
+    given = [list((d.get("settings") or {}).get("require") or ()) for d in documents]
+    for names, path in zip(given, paths, strict=True):
+        if names != given[0]:
+            raise MergeError(f"{path} has --require {names or 'none'}, {paths[0]} has "
+                             f"{given[0] or 'none'}: not shards of one run")
+    return list(dict.fromkeys([*given[0], *extra]))
+
+
+def merge_reports(paths: list[Path], require: tuple[str, ...] = ()
+                  ) -> tuple[list[Result], RunInfo]:
+    """The merged results and a RunInfo for the whole run (shard cleared, sources listed);
+    its ``require`` is the shards' (which a shard records but does not judge) and
+    ``require``."""
     if not paths:
         raise MergeError("give the JSON reports of the shards to merge")
     documents = [load_report(p) for p in paths]
@@ -105,6 +124,7 @@ def merge_reports(paths: list[Path]) -> tuple[list[Result], RunInfo]:
     all_settings = [d.get("settings") or {} for d in documents]
     settings.update(
         shard=None, merged_from=[str(p) for p in paths],
+        require=_require(documents, paths, require),
         interrupted=any(s.get("interrupted") for s in all_settings),
         started=min((s.get("started") or "" for s in all_settings), default=""),
         duration_s=max((float(s.get("duration_s") or 0) for s in all_settings), default=0.0),

@@ -18,11 +18,16 @@ the terminal summary. The conventions the adapter was observed to follow
 are printed in the terminal summary, and so are the case counts as ``attnconf
 run`` gives them (items group cases). ``--attn-shard I/N`` takes the split of
 ``attnconf run --shard I/N`` (``conformance.shard``): an item whose cases are
-all in other shards is not collected.
+all in other shards is not collected. The terminal summary names each declared
+feature and dtype no case exercised (``unsupported: …``, as ``attnconf run``'s
+verdict line), and ``--attn-require FEATURE`` (``attnconf run --require``) fails
+the session when no passed case exercised it (not with ``--attn-shard``: one
+shard does not see every case).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -33,10 +38,25 @@ from conformance.errors import ConformanceFailure, KitInternalError
 from conformance.judging.tolerance import DEFAULT_K, Tolerance
 from conformance.ops import op_specs
 from conformance.profiles import PROFILES
-from conformance.results import ERROR, FAILED, PASSED, SKIPPED, Result, is_core, summary
+from conformance.results import (
+    ERROR,
+    FAILED,
+    PASSED,
+    SKIPPED,
+    AxisCount,
+    Result,
+    axis_counts,
+    coverage,
+    is_core,
+    require_problem,
+    summary,
+    unsupported_axes,
+)
 from conformance.runner import (
     DEFAULT_SEED,
     RunConfig,
+    check_require,
+    declared_of,
     make_invoker,
     resolve_adapter,
     sharded,
@@ -61,6 +81,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--attn-isolate", default="inprocess", choices=("inprocess", "subprocess"))
     group.addoption("--attn-shard", metavar="I/N", default=None,
                     help="only part I of N of the cases, the same split as attnconf run --shard")
+    group.addoption("--attn-require", metavar="FEATURE", action="append", default=[],
+                    help="fail the session unless a passed case exercised this feature or "
+                         "dtype (repeatable, or comma-separated; `declared`: all the adapter "
+                         "declares), as attnconf run --require")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -75,6 +99,12 @@ def pytest_configure(config: pytest.Config) -> None:
         tolerance = Tolerance(k=number_option("--attn-k", config.getoption("--attn-k")),
                               atol=None if atol is None else number_option("--attn-atol", atol))
         shard = parse_shard(config.getoption("--attn-shard"))
+        require = check_require(n for value in config.getoption("--attn-require")
+                                for n in value.split(",") if n)
+        if shard and require:
+            raise ValueError("--attn-require is judged over every case, and one shard has part "
+                             "of them: run the shards with attnconf run --shard and give "
+                             "--require to attnconf merge")
     except ValueError as exc:
         raise pytest.UsageError(f"attnconf: {exc}") from None
     run = RunConfig(
@@ -82,7 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
         seed=config.getoption("--attn-seed"),
         tolerance=tolerance,
         isolate=config.getoption("--attn-isolate"),
-        framework_flag=framework, shard=shard)
+        framework_flag=framework, shard=shard, require=require)
     try:
         # under --attn-isolate subprocess the adapter is never imported into pytest
         config.stash[ADAPTERS_KEY] = [resolve_adapter(spec, run, framework=framework)
@@ -176,7 +206,9 @@ class ConformanceItem(pytest.Item):
         self.user_properties.append(
             ("attnconf-counts", f"{counts[PASSED]} {counts[FAILED]} {counts[SKIPPED]}"))
         core = [r for r in self.results if is_core(r)]
+        axes = {name: c.as_dict() for name, c in axis_counts(self.results).items()}
         self.user_properties += [
+            ("attnconf-axes", json.dumps(axes)),  # a string: xdist sends it to the controller
             ("attnconf-core", bool(core)),
             ("attnconf-exercised", any(r.status == PASSED and (r.check == "numeric" or r.examples)
                                        for r in core))]
@@ -245,6 +277,9 @@ class SessionVerdict:
         self.seen: dict[str, list[bool]] = {}
         self.observed: dict[str, dict[str, str]] = {}
         self.case_counts: dict[str, list[int]] = {}  # adapter → passed, failed, skipped cases
+        self.axes: dict[str, dict[str, AxisCount]] = {}  # adapter → feature/dtype → counts
+        self.declared = {f"attnconf[{a.spec}]": declared_of(a)
+                         for a in config.stash[ADAPTERS_KEY]}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         adapter = report.nodeid.split("::", 1)[0]
@@ -258,6 +293,9 @@ class SessionVerdict:
         counted = [int(n) for n in str(found.get("attnconf-counts", "0 0 0")).split()]
         totals = self.case_counts.setdefault(adapter, [0, 0, 0])
         self.case_counts[adapter] = [a + b for a, b in zip(totals, counted, strict=True)]
+        axes = self.axes.setdefault(adapter, {})
+        for name, data in json.loads(str(found.get("attnconf-axes") or "{}")).items():
+            axes.setdefault(name, AxisCount()).add(AxisCount.from_dict(data))
         for key, value in report.user_properties:
             if key.startswith("attnconf-observed-"):
                 name = key.removeprefix("attnconf-observed-")
@@ -267,9 +305,20 @@ class SessionVerdict:
         return [adapter for adapter, (core, exercised, unskipped) in self.seen.items()
                 if not (exercised or (not core and unskipped))]
 
+    def require_problems(self) -> dict[str, str]:
+        """Adapter → why --attn-require is not met (``results.require_problem``)."""
+        require = self.config.stash[CONFIG_KEY].require
+        found = {adapter: require_problem(self.axes.get(adapter, {}), require, declared)
+                 for adapter, declared in self.declared.items()} if require else {}
+        return {adapter: problem for adapter, problem in found.items() if problem}
+
+    def unsupported(self, adapter: str) -> list[str]:
+        return unsupported_axes(coverage(self.axes.get(adapter, {}), self.declared[adapter]))
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         on_worker = hasattr(self.config, "workerinput")
-        if not on_worker and self.never_exercised() and exitstatus == pytest.ExitCode.OK:
+        failing = self.never_exercised() or self.require_problems()
+        if not on_worker and failing and exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
@@ -281,9 +330,14 @@ class SessionVerdict:
             for name, value in sorted(found.items()):
                 terminalreporter.write_line(f"{name}: {value}")
         for adapter, (p, f, s) in self.case_counts.items():
+            missing = self.unsupported(adapter)
             terminalreporter.write_line(
                 f"{adapter}: {p} passed, {f} failed, {s} skipped (cases, counted as "
-                f"`attnconf run` counts them; the items above group them by check and scenario)")
+                f"`attnconf run` counts them; the items above group them by check and scenario)"
+                + (f"; unsupported: {', '.join(missing)}" if missing else ""))
+        for adapter, problem in self.require_problems().items():
+            terminalreporter.write_line(f"{adapter}: NOT CONFORMANT ({problem}); the session "
+                                        f"fails, as `attnconf run --require` would", red=True)
         for adapter in self.never_exercised():
             terminalreporter.write_line(
                 f"{adapter}: the adapter was never exercised (no numeric case and no property "

@@ -19,15 +19,22 @@ from xml.etree import ElementTree as ET
 from conformance.judging.tolerance import DEFAULT_K
 from conformance.results import (
     ERROR,
+    EXIT_CONFORMANT,
     FAILED,
     PASSED,
     SKIPPED,
     Result,
     RunInfo,
+    axis_counts,
+    coverage,
     diagnosis,
+    expand_require,
     failure_groups,
+    judged_require,
+    require_problem,
     skip_reasons,
     summary,
+    unsupported_axes,
     verdict_word,
 )
 from conformance.results import run_verdict as verdict
@@ -103,14 +110,49 @@ def counts_line(results: list[Result], info: RunInfo) -> str:
     return f"{line}; {stopped}" if stopped else line
 
 
+def verdict_line(results: list[Result], info: RunInfo) -> str:
+    """The verdict in words. Conformant, it says what was exercised: ``CONFORMANT on P of T
+    cases`` (passed of all results), ``; unsupported: NAMES`` for each declared feature or
+    dtype whose every case was skipped (``results.unsupported_axes``), and ``; required:
+    NAMES`` as --require gave them (on one shard: judged by ``attnconf merge``). Otherwise
+    the word and its one-line reason: ``NOT CONFORMANT (3 failed)``."""
+    code, reason = verdict(results, info)
+    if code != EXIT_CONFORMANT:
+        return f"{verdict_word(code)} ({reason})"
+    line = f"CONFORMANT on {summary(results)[PASSED]} of {len(results)} cases"
+    missing = unsupported_axes(coverage(axis_counts(results), info.declared))
+    line += f"; unsupported: {', '.join(missing)}" if missing else ""
+    require = info.settings.get("require") or ()
+    if require and not judged_require(info):
+        return f"{line}; --require {' '.join(require)} is judged by `attnconf merge`"
+    return f"{line}; required: {', '.join(require)}" if require else line
+
+
+def coverage_document(results: list[Result], info: RunInfo) -> dict:
+    """The JSON report's ``coverage`` (each declared feature and dtype: exercised = passed +
+    failed, unsupported = skipped, and the skip causes) and ``require`` (the names as given,
+    as expanded, judged or not, and the problem, null when none)."""
+    counts = axis_counts(results)
+    require = tuple(info.settings.get("require") or ())
+    covered = coverage(counts, info.declared)
+    return {"coverage": {name: c.as_dict() for name, c in covered.items()},
+            "unsupported": unsupported_axes(covered),
+            "require": {"names": list(require),
+                        "expanded": list(expand_require(require, info.declared, counts)),
+                        "judged": bool(judged_require(info)),
+                        "problem": require_problem(counts, judged_require(info), info.declared)}}
+
+
 def _result_dict(r: Result) -> dict:
     """The DESIGN keys (and seed) always; ``examples`` on property results, ``traceback`` on
-    internal errors only."""
+    internal errors only, ``features`` and ``dtype`` on cases of known axes only."""
     found = r.as_dict()
     if r.examples is None:
         del found["examples"]
     if not r.traceback:
         del found["traceback"]
+    if not r.dtype:
+        del found["features"], found["dtype"]
     return found
 
 
@@ -121,7 +163,8 @@ def to_json(results: list[Result], info: RunInfo) -> str:
         "kit_version": info.kit_version, "versions": info.versions,
         "conventions": {"observed": info.conventions, "declared": info.declared},
         "settings": info.settings, "overrides": overrides(info), "summary": summary(results),
-        "verdict": reason, "exit_code": code,
+        "verdict": reason, "verdict_line": verdict_line(results, info), "exit_code": code,
+        **coverage_document(results, info),
         "interrupted": bool(info.settings.get("interrupted")),
         "skip_reasons": [{"check": c, "reason": why, "count": n}
                          for c, why, n in skip_reasons(results)],
@@ -154,12 +197,11 @@ def to_junit(results: list[Result], info: RunInfo) -> str:
                                               "timestamp": str(info.settings.get("started") or "")})
     properties = ET.SubElement(suite, "properties")
     tolerance = [(name, info.settings.get(name)) for name in ("k", "atol", "timeout")]
-    code, reason = verdict(results, info)
     for key, value in (("seed", info.seed), ("profile", info.profile),
                        ("kit_version", info.kit_version), *info.versions.items(), *tolerance,
                        ("overridden", overrides_text(info) or "none"),
                        ("shard", info.settings.get("shard") or "none"),
-                       ("verdict", f"{verdict_word(code)} ({reason})"),
+                       ("verdict", verdict_line(results, info)),
                        *((f"skipped: {c}: {why}", n) for c, why, n in skip_reasons(results))):
         ET.SubElement(properties, "property", name=_xml_text(str(key)),
                       value=_xml_text(str(value)))
@@ -255,18 +297,16 @@ def to_text(results: list[Result], info: RunInfo) -> str:
     lines += errors_text(results)
     explained = explained_lines(results)
     lines += ["", "short summary:", *explained] if explained else []
-    code, reason = verdict(results, info)
-    lines += ["", counts_line(results, info), f"verdict: {verdict_word(code)} ({reason})"]
+    lines += ["", counts_line(results, info), f"verdict: {verdict_line(results, info)}"]
     return "\n".join(lines) + "\n"
 
 
 def to_markdown(results: list[Result], info: RunInfo) -> str:
     changed = overrides_text(info)
-    code, reason = verdict(results, info)
     lines = [f"# attnconf report: `{info.adapter}`", "",
              f"profile `{info.profile}`, seed `{info.seed}`, kit {info.kit_version}"
              + (f", overridden: {changed}" if changed else ""), "",
-             f"**{counts_line(results, info)}** — {verdict_word(code)} ({reason})", "",
+             f"**{counts_line(results, info)}** — {verdict_line(results, info)}", "",
              "| op | check | passed | failed | skipped |", "|---|---|---|---|---|"]
     lines += [f"| {o} | {c} | {p} | {f} | {s} |" for o, c, p, f, s, _ in table(results)]
     lines += ["", "## Conventions", "", "```", *conventions_lines(info), "```"]
