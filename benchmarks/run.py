@@ -87,6 +87,7 @@ def main(argv: list[str]) -> list[dict]:
     import bench_blocked
     import bench_cases
     import bench_harness
+    import bench_ragged
     import bench_reference
 
     for line in machine_header():
@@ -96,6 +97,7 @@ def main(argv: list[str]) -> list[dict]:
     rows += bench_blocked.main()
     rows += bench_harness.main(argv)
     rows += bench_cases.main()
+    rows += bench_ragged.main()
     print_table(rows)
     if "--json" in argv:
         Path(argv[argv.index("--json") + 1]).write_text(json.dumps(rows, indent=1))

@@ -61,7 +61,7 @@ def _torch_sdpa(backend: str | None, device: str) -> Any:
     dtypes = ("float64", "float32", "float16", "bfloat16") if device == "cpu" else (
         "float16", "bfloat16")
     target: Any = sdpa
-    if backend is None and device == "cpu":  # plus sdpa_varlen, paged_attention (per sequence)
+    if backend is None and device == "cpu":  # plus sdpa_varlen, paged_attention (flex_attention)
         from conformance.adapters.torch_ragged import ragged_ops
 
         target = SimpleNamespace(sdpa=sdpa, **ragged_ops())

@@ -24,6 +24,8 @@ from .reordered_sdpa import (
     online_sdpa,
 )
 from .torch_impls import TORCH_MHA, flex_sdpa, torch_default_sdpa, torch_math_sdpa
+from .torch_njt import TORCH_NJT
+from .torch_ragged_sdpa import TORCH_RAGGED_SDPA
 
 CORRECT = {
     "einsum_float64": einsum_sdpa,
@@ -44,6 +46,8 @@ CORRECT = {
     "torch_flex": flex_sdpa,
     "torch_mha": TORCH_MHA,
     "dropout_float64": dropout_sdpa,
+    "torch_njt": TORCH_NJT,
+    "torch_ragged_sdpa": TORCH_RAGGED_SDPA,
 }
 
 __all__ = ["CORRECT"]
