@@ -136,3 +136,162 @@ def materialize(problem: AttentionProblem) -> dict[str, np.ndarray]:
         arrays["attn_mask"] = visible if problem.mask == "bool" else (
             np.where(visible, 0.0, -np.inf).astype(dtype))
     return arrays
+
+
+# --- ops over many sequences (sdpa_varlen, paged_attention) ------------------------------
+
+# causal choices of a ragged problem: no causal mask, or causal in one alignment
+CAUSAL_CHOICES = ("none", "top_left", "bottom_right")
+# page sizes drawn: one slot per page, a power of 2, and two that are not
+PAGE_SIZES = (1, 16, 5, 7)
+
+
+class RaggedProblem(NamedTuple):
+    """Sequences for an op over many sequences, numbers only: ``materialize_sequences`` makes
+    each sequence's (L, H, D) query, key and value from ``seed``.
+
+    sdpa_varlen: query lengths ``lens_q``, key lengths ``lens_k``, ``page`` 0. paged_attention:
+    every sequence has ``lens_q[0]`` queries (its newest positions) and ``lens_k[b]`` keys in
+    pages of ``page`` slots; sequences b > 0 begin with the ``shared_pages`` first pages of
+    sequence 0 (the same keys and values: prefix caching). ``causal`` is "none" or the
+    alignment of ``is_causal``; heads_q > heads_kv means GQA.
+    """
+
+    lens_q: tuple[int, ...]
+    lens_k: tuple[int, ...]
+    heads_q: int
+    heads_kv: int
+    dim: int
+    dim_v: int
+    causal: str
+    page: int
+    shared_pages: int
+    dtype: str
+    seed: int
+
+    def describe(self) -> str:
+        heads = f"h{self.heads_q}" + (f"/{self.heads_kv}" if self.heads_kv != self.heads_q
+                                      else "")
+        layout = (f" page={self.page} shared_pages={self.shared_pages}" if self.page else "")
+        return (f"[lens_q={list(self.lens_q)} lens_k={list(self.lens_k)} {heads} e{self.dim}"
+                f"v{self.dim_v}-{self.dtype}] causal={self.causal}{layout} seed={self.seed}")
+
+
+def _one_long(long: int, short: list[int], at: int) -> list[int]:
+    return [*short[:at], long, *short[at:]]
+
+
+def sequence_lengths(max_len: int, *, max_seqs: int = 5,
+                     page: int | None = None) -> st.SearchStrategy[list[int]]:
+    """Length mixes of 1 to ``max_seqs`` sequences: any lengths in [0, ``max_len``] (zeros
+    included), one long sequence (up to 2·``max_len``) among short ones (0–2), and, with a
+    ``page`` size, lengths at page boundaries k·page − 1, k·page, k·page + 1 (k ≤ 3)."""
+    _check_int("max_len", max_len, 1, "a mix has room for at least one position")
+    _check_int("max_seqs", max_seqs, 1, "a mix has at least one sequence")
+    mixes = [st.lists(st.integers(0, max_len), min_size=1, max_size=max_seqs)]
+    if max_seqs > 1:
+        mixes.append(st.builds(_one_long, st.integers(max_len, 2 * max_len),
+                               st.lists(st.integers(0, 2), min_size=1, max_size=max_seqs - 1),
+                               st.integers(0, max_seqs - 1)))
+    if page is not None:
+        _check_int("page", page, 1, "a page holds at least one slot")
+        boundary = st.builds(lambda k, d: max(0, k * page + d), st.integers(0, 3),
+                             st.sampled_from((0, -1, 1)))
+        mixes.append(st.lists(boundary, min_size=1, max_size=max_seqs))
+    return st.one_of(mixes)
+
+
+def _heads(draw, gqa: bool) -> tuple[int, int]:
+    heads_kv = draw(st.integers(1, 2))
+    return heads_kv * (draw(st.sampled_from((1, 2, 3))) if gqa else 1), heads_kv
+
+
+@st.composite
+def _varlen(draw, lengths, max_len, dtype, causals, gqa):
+    lens_q = draw(lengths)
+    lens_k = lens_q if draw(st.booleans()) else draw(
+        st.lists(st.integers(0, max_len), min_size=len(lens_q), max_size=len(lens_q)))
+    heads_q, heads_kv = _heads(draw, gqa)
+    dim = draw(st.integers(1, 8))
+    return RaggedProblem(tuple(lens_q), tuple(lens_k), heads_q, heads_kv, dim,
+                         draw(_value_dims(dim)), draw(st.sampled_from(causals)), 0, 0, dtype,
+                         draw(st.integers(0, 2**31 - 1)))
+
+
+@st.composite
+def _paged(draw, max_seqs, dtype, causals, gqa):
+    page = draw(st.sampled_from(PAGE_SIZES))
+    lens = draw(sequence_lengths(max(2, 2 * page), max_seqs=max_seqs, page=page))
+    lq = draw(st.integers(1, 3))
+    # shared prefix pages must be full pages of every sequence
+    fits = min(n // page for n in lens) if len(lens) > 1 else 0
+    shared = draw(st.integers(0, min(fits, 2)))
+    heads_q, heads_kv = _heads(draw, gqa)
+    dim = draw(st.integers(1, 8))
+    return RaggedProblem((lq,) * len(lens), tuple(lens), heads_q, heads_kv, dim,
+                         draw(_value_dims(dim)), draw(st.sampled_from(causals)), page, shared,
+                         dtype, draw(st.integers(0, 2**31 - 1)))
+
+
+def _check_ragged(dtype: str, causals: tuple[str, ...]) -> None:
+    if dtype not in DTYPE_BY_NAME:
+        raise ValueError(f"dtype must be one of {list(DTYPE_BY_NAME)}, got {dtype!r}")
+    unknown = [c for c in causals if c not in CAUSAL_CHOICES]
+    if not causals or unknown:
+        raise ValueError(f"causals must be a non-empty tuple of {list(CAUSAL_CHOICES)}, "
+                         f"got {causals!r}")
+
+
+@functools.cache
+def varlen_problems(dtype: str = "float64", *, causals: tuple[str, ...] = ("none",),
+                    gqa: bool = False, max_len: int = 12,
+                    max_seqs: int = 5) -> st.SearchStrategy[RaggedProblem]:
+    """Packs for ``sdpa_varlen``: ``sequence_lengths(max_len)`` queries, keys either as many
+    or drawn apart (a sequence may have queries and no key, or keys and no query), causal
+    drawn from ``causals``, GQA ratios 2–3 with ``gqa``; E ≤ 8. Built once per arguments."""
+    _check_ragged(dtype, causals)
+    _check_flag("gqa", gqa)
+    return _varlen(sequence_lengths(max_len, max_seqs=max_seqs), max_len, dtype, causals, gqa)
+
+
+@functools.cache
+def paged_problems(dtype: str = "float64", *, causals: tuple[str, ...] = ("none",),
+                   gqa: bool = False, max_seqs: int = 4) -> st.SearchStrategy[RaggedProblem]:
+    """Paged caches for ``paged_attention``: a page size from ``PAGE_SIZES``, sequence lengths
+    ``sequence_lengths(max(2, 2·page), page=page)`` (so at most 4·page), 1–3 queries per
+    sequence, up to two shared prefix pages, causal from ``causals``, GQA ratios 2–3 with
+    ``gqa``; E ≤ 8. Built once per arguments."""
+    _check_ragged(dtype, causals)
+    _check_flag("gqa", gqa)
+    return _paged(max_seqs, dtype, causals, gqa)
+
+
+def materialize_sequences(problem: RaggedProblem) -> list[tuple[np.ndarray, ...]]:
+    """Each sequence's (query (Lq, Hq, E), key (Lk, Hk, E), value (Lk, Hk, Ev)) in the problem's
+    dtype; with shared pages, sequence b > 0 starts with sequence 0's first keys/values."""
+    p, rng = problem, np.random.default_rng(problem.seed)
+    dtype = DTYPE_BY_NAME[p.dtype]
+    found = []
+    for lq, lk in zip(p.lens_q, p.lens_k, strict=True):
+        found.append(tuple(rng.standard_normal(shape).astype(dtype) for shape in (
+            (lq, p.heads_q, p.dim), (lk, p.heads_kv, p.dim), (lk, p.heads_kv, p.dim_v))))
+    prefix = p.shared_pages * p.page
+    for b in range(1, len(found)) if prefix else ():
+        _, k, v = found[b]
+        k[:prefix], v[:prefix] = found[0][1][:prefix], found[0][2][:prefix]
+    return found
+
+
+def shared_prefix_table(counts: list[int], shared: int, ids, width: int,
+                        pad: int) -> np.ndarray:
+    """(B, width) int32 block table: sequence b's ``counts[b]`` pages, the first ``shared`` of
+    sequence b > 0 being sequence 0's (prefix caching), the others taken from ``ids`` in turn
+    (sequence 0's first); ``pad`` after each sequence's last page."""
+    table = np.full((len(counts), width), pad, dtype=np.int32)
+    nxt = 0
+    for b, c in enumerate(counts):
+        start = shared if b else 0
+        table[b, :start] = table[0, :start]
+        table[b, start:c] = ids[nxt:nxt + c - start]
+        nxt += c - start
+    return table

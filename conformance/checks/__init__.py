@@ -24,7 +24,7 @@ CHECKS: tuple[Check, ...] = (
     # properties before the reference comparisons: they are cheap, never call the
     # reference, and say *which* law is broken, so a mutant is credited to the most
     # specific diagnosis; golden and numeric are the backstop for everything else.
-    *(Check(p.name, ("sdpa",), check_property(p), p.description.splitlines()[0])
+    *(Check(p.name, (p.op,), check_property(p), p.description.splitlines()[0])
       for p in PROPERTIES),
     Check("gradients", ("sdpa",), gradients, "autograd gradients against sdpa_backward"),
     # dropout compares the adapter with itself at p = 0, like the properties; after

@@ -33,11 +33,14 @@ from conformance.strategies import AttentionProblem, attention_problems, attenti
 @dataclass(frozen=True)
 class Property:
     name: str
-    body: Callable[[RunContext, AttentionProblem], None]
+    body: Callable[[RunContext, Any], None]
     needs: tuple[str, ...]
     mask: str  # "none" | "bool" | "float" | "mask" (bool, else float) | "mask?" (or none)
     shapes: dict
     description: str
+    op: str = "sdpa"  # the op it checks (one of vocabulary.OPS)
+    # the strategy of its problems, when not sdpa's (``problems`` from ``shapes`` and ``mask``)
+    draw: Callable[[RunContext], SearchStrategy] | None = None
 
 
 def property_dtype(ctx: RunContext) -> str:
@@ -45,19 +48,34 @@ def property_dtype(ctx: RunContext) -> str:
                 ctx.adapter.dtypes[0])
 
 
-def sdpa_outcome(ctx: RunContext, query, key, value, **kwargs) -> Outcome:
-    """One call of the adapter's sdpa, counted in ``ctx.calls`` when it returns; failures become
-    PropertyFailure, and NotImplementedError (``Unsupported``) rejects the example
+def op_outcome(ctx: RunContext, op: str, args: list, kwargs: dict) -> Outcome:
+    """One call of the adapter's ``op``, counted in ``ctx.calls`` when it returns; failures
+    become PropertyFailure, and NotImplementedError (``Unsupported``) rejects the example
     (``run_property`` counts it)."""
-    if "dropout_p" in ctx.adapter.ops["sdpa"].params:
-        kwargs["dropout_p"] = 0.0
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
-        outcome = ctx.call("sdpa", [query, key, value], kwargs)
+        outcome = ctx.call(op, args, kwargs)
     except (AdapterError, OutputTypeError) as exc:
         raise PropertyFailure(str(exc)) from None
     ctx.calls += 1
     return outcome
+
+
+def sdpa_outcome(ctx: RunContext, query, key, value, **kwargs) -> Outcome:
+    """One call of the adapter's sdpa (``op_outcome``), dropout_p = 0 where it has one."""
+    if "dropout_p" in ctx.adapter.ops["sdpa"].params:
+        kwargs["dropout_p"] = 0.0
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    return op_outcome(ctx, "sdpa", [query, key, value], kwargs)
+
+
+def op_output(ctx: RunContext, op: str, args: list, kwargs: dict,
+              expected: tuple[int, ...]) -> np.ndarray:
+    """The adapter's ``op`` output, checked to be an array of shape ``expected``."""
+    out = op_outcome(ctx, op, args, kwargs).value
+    if not isinstance(out, np.ndarray) or out.shape != expected:
+        got = getattr(out, "shape", type(out).__name__)
+        raise PropertyFailure(f"{op} output {got} is not an array of shape {expected}")
+    return out
 
 
 def sdpa(ctx: RunContext, query, key, value, **kwargs) -> np.ndarray:
@@ -95,8 +113,8 @@ def aligned_positions(ctx: RunContext, lq: int, lk: int) -> np.ndarray:
     return np.arange(lq) + offset
 
 
-def mask_kind(ctx: RunContext, wanted: str) -> str | None:
-    features = ctx.adapter.ops["sdpa"].features
+def mask_kind(ctx: RunContext, wanted: str, op: str = "sdpa") -> str | None:
+    features = ctx.adapter.ops[op].features
     if wanted in ("bool", "float"):
         return wanted if f"{wanted}_mask" in features else None
     if wanted in ("mask", "mask?"):
@@ -166,17 +184,17 @@ def run_property(ctx: RunContext, prop: Property, body_mask: str) -> Result:
     tally = Tally()
     found = _drive(ctx, prop, body_mask, tally)
     if found.status == PASSED and not tally.ran:
-        found = result(ctx, "sdpa", prop.name, found.case, SKIPPED, tally.not_exercised())
+        found = result(ctx, prop.op, prop.name, found.case, SKIPPED, tally.not_exercised())
     return replace(found, examples=tally.ran)
 
 
-def counting(body: Callable[[RunContext, AttentionProblem], None], tally: Tally,
-             failure: dict) -> Callable[[RunContext, AttentionProblem], None]:
+def counting(body: Callable[[RunContext, Any], None], tally: Tally,
+             failure: dict) -> Callable[[RunContext, Any], None]:
     """``body``, counting its examples into ``tally`` until ``failure`` is set: shrinking runs
     are not counted, their number depends on hypothesis's internals (even PYTHONHASHSEED).
     NotImplementedError (``Unsupported``) rejects the example."""
 
-    def counted(ctx: RunContext, problem: AttentionProblem) -> None:
+    def counted(ctx: RunContext, problem: Any) -> None:
         calls, shrinking = ctx.calls, bool(failure)
         try:
             body(ctx, problem)
@@ -200,7 +218,8 @@ def _drive(ctx: RunContext, prop: Property, body_mask: str, tally: Tally) -> Res
     failure: dict = {}
     prop = replace(prop, body=counting(prop.body, tally, failure))
     dtype = property_dtype(ctx)
-    strategy = problems(tuple(sorted(prop.shapes.items())), dtype, body_mask)
+    strategy = prop.draw(ctx) if prop.draw else problems(tuple(sorted(prop.shapes.items())),
+                                                         dtype, body_mask)
 
     @settings(max_examples=ctx.profile.max_examples, derandomize=ctx.profile.derandomize,
               database=None, deadline=None, report_multiple_bugs=False, print_blob=False,
@@ -224,35 +243,35 @@ def _drive(ctx: RunContext, prop: Property, body_mask: str, tally: Tally) -> Res
             run_test()
     except PropertyFailure:
         problem = failure["problem"]
-        return result(ctx, "sdpa", prop.name, case_id, FAILED, headline(
-            "sdpa", prop.name, f"{prop.description}\nminimal failing example: "
+        return result(ctx, prop.op, prop.name, case_id, FAILED, headline(
+            prop.op, prop.name, f"{prop.description}\nminimal failing example: "
             f"{problem.describe()}\n{failure['message']}"), seed=problem.seed)
     except Flaky as exc:
         # hypothesis re-ran a failing example and it passed: the adapter is not a function
         # of its inputs. That is a failure of this property, not of the harness.
         problem = failure.get("problem")
         where = f"\nexample: {problem.describe()}" if problem else ""
-        return result(ctx, "sdpa", prop.name, case_id, FAILED, headline(
-            "sdpa", prop.name, f"{prop.description}\nthe same example failed once and passed "
+        return result(ctx, prop.op, prop.name, case_id, FAILED, headline(
+            prop.op, prop.name, f"{prop.description}\nthe same example failed once and passed "
             f"when re-run: the adapter's output is not a function of its inputs "
             f"({type(exc).__name__}){where}\n{failure.get('message', '')}"),
             seed=problem.seed if problem else None)
     except (Unsatisfiable, FailedHealthCheck) as exc:
-        return result(ctx, "sdpa", prop.name, case_id, SKIPPED, tally.not_exercised()
+        return result(ctx, prop.op, prop.name, case_id, SKIPPED, tally.not_exercised()
                       if tally.unsupported else
                       f"unsupported: every example was rejected ({type(exc).__name__})")
-    return result(ctx, "sdpa", prop.name, case_id, PASSED)
+    return result(ctx, prop.op, prop.name, case_id, PASSED)
 
 
 def check_property(prop: Property):
     def run(ctx: RunContext, op: str) -> Iterator[Result]:
         if ctx.case_filter and not ctx.case_filter.startswith("hypothesis"):
             return
-        missing = sorted(set(prop.needs) - ctx.adapter.ops["sdpa"].features)
-        kind = mask_kind(ctx, prop.mask)
+        missing = sorted(set(prop.needs) - ctx.adapter.ops[prop.op].features)
+        kind = mask_kind(ctx, prop.mask, prop.op)
         if missing or kind is None:
             needs = missing or ["bool_mask or float_mask"]
-            yield replace(result(ctx, "sdpa", prop.name, f"hypothesis[{property_dtype(ctx)}]",
+            yield replace(result(ctx, prop.op, prop.name, f"hypothesis[{property_dtype(ctx)}]",
                                  SKIPPED, f"unsupported: needs feature(s) {needs}"), examples=0)
             return
         yield run_property(ctx, prop, kind)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import ml_dtypes
 import numpy as np
+from hypothesis.strategies import SearchStrategy
 
 from conformance.adapters.frameworks import DTYPE_BY_NAME, eps
 from conformance.checks.base import RunContext
@@ -15,16 +17,27 @@ from conformance.checks.properties import (
     aligned_positions,
     as_mask,
     assert_close,
+    op_output,
+    property_dtype,
     sdpa,
     sdpa_outcome,
 )
 from conformance.judging.tolerance import CONVEX_HULL_UNITS
-from conformance.strategies import AttentionProblem, materialize
+from conformance.ops.paged import paged_layout
+from conformance.ops.varlen import offsets, pack
+from conformance.strategies import (
+    AttentionProblem,
+    RaggedProblem,
+    materialize,
+    materialize_sequences,
+    paged_problems,
+    varlen_problems,
+)
 
 HUGE = {"float64": 1e4, "float32": 1e4, "float16": 60.0, "bfloat16": 60.0}
 
 
-def _rng(problem: AttentionProblem) -> np.random.Generator:
+def _rng(problem: AttentionProblem | RaggedProblem) -> np.random.Generator:
     return np.random.default_rng(problem.seed + 1)
 
 
@@ -216,6 +229,156 @@ def no_mutation(ctx: RunContext, p: AttentionProblem) -> None:
                               f"{', '.join(outcome.mutated)}")
 
 
+# --- ops over many sequences: the adapter against itself --------------------------------
+
+# the alignment an op's is_causal has when the adapter's function takes no causal_alignment
+DEFAULT_ALIGNMENT = {"sdpa_varlen": "top_left", "paged_attention": "bottom_right"}
+
+
+def causal_choices(ctx: RunContext, op: str) -> tuple[str, ...]:
+    """What a problem's ``causal`` may be: "none", and the alignments the adapter's ``op``
+    can be asked for (its default alone when it takes no ``causal_alignment``)."""
+    params = ctx.adapter.ops[op].params
+    if "is_causal" not in params:
+        return ("none",)
+    if "causal_alignment" not in params:
+        return ("none", DEFAULT_ALIGNMENT[op])
+    return ("none", "top_left", "bottom_right")
+
+
+def ragged_options(ctx: RunContext, op: str, p: RaggedProblem) -> dict:
+    """The keywords of the problem's call: enable_gqa, is_causal and causal_alignment."""
+    options: dict = {}
+    if p.heads_q != p.heads_kv:
+        options["enable_gqa"] = True
+    if p.causal != "none":
+        options["is_causal"] = True
+        if "causal_alignment" in ctx.adapter.ops[op].params:
+            options["causal_alignment"] = p.causal
+    return options
+
+
+def compared_rows(ctx: RunContext, p: RaggedProblem, b: int) -> np.ndarray:
+    """(Lq, 1, 1) bool: the rows of sequence b compared, those with a visible key; every row
+    when the adapter declares fully_masked "zeros" (its rows without a key are then 0)."""
+    lq, lk = p.lens_q[b], p.lens_k[b]
+    shift = lk - lq if p.causal == "bottom_right" else 0
+    seen = (np.arange(lq) + shift >= 0) if p.causal != "none" else np.ones(lq, bool)
+    seen &= lk > 0
+    strict = ctx.adapter.conventions.get("fully_masked") == "zeros"
+    return (seen | strict)[:, None, None]
+
+
+def _varlen_draw(ctx: RunContext) -> SearchStrategy:
+    params = ctx.adapter.ops["sdpa_varlen"].params
+    return varlen_problems(property_dtype(ctx), causals=causal_choices(ctx, "sdpa_varlen"),
+                           gqa="enable_gqa" in params)
+
+
+def _paged_draw(ctx: RunContext) -> SearchStrategy:
+    params = ctx.adapter.ops["paged_attention"].params
+    return paged_problems(property_dtype(ctx), causals=causal_choices(ctx, "paged_attention"),
+                          gqa="enable_gqa" in params)
+
+
+def _varlen(ctx: RunContext, p: RaggedProblem, sequences) -> np.ndarray:
+    inputs = pack(sequences)
+    expected = (len(inputs["query"]), p.heads_q, p.dim_v)
+    args = [inputs[n] for n in ("query", "key", "value", "cu_seqlens_q", "cu_seqlens_k")]
+    return op_output(ctx, "sdpa_varlen", args, ragged_options(ctx, "sdpa_varlen", p), expected)
+
+
+def packing(ctx: RunContext, p: RaggedProblem) -> None:
+    """A sdpa_varlen pack equals each of its sequences called alone.
+
+    The last sequence with queries and keys and one other drawn at random, each called as a
+    pack of one, give their rows of the packed call: no sequence depends on its neighbours
+    or on its place in the pack."""
+    # a sequence without query or key: its rows are the numeric cases'; two calls alone per
+    # example (the last sequence, where offset bugs show, and another) keep slow kernels fast
+    able = [b for b, (lq, lk) in enumerate(zip(p.lens_q, p.lens_k, strict=True)) if lq and lk]
+    if not able:
+        return  # no sequence with a query and a key: nothing to compare
+    alone = [able[-1], *_rng(p).choice(able[:-1], size=min(1, len(able) - 1)).tolist()]
+    sequences = materialize_sequences(p)
+    packed = _varlen(ctx, p, sequences)
+    rows = offsets(p.lens_q)
+    for b in alone:
+        by_itself = _varlen(ctx, p, [sequences[b]])
+        assert_close(f"sequence {b} of {len(sequences)} (lq={p.lens_q[b]}, lk={p.lens_k[b]}) "
+                     f"alone differs from its rows of the pack", by_itself,
+                     packed[rows[b]:rows[b + 1]], p.dtype, compared_rows(ctx, p, b))
+
+
+def _paged(ctx: RunContext, p: RaggedProblem, query: np.ndarray, layout: dict) -> np.ndarray:
+    args = [query, layout["key_pages"], layout["value_pages"], layout["block_table"],
+            np.asarray(p.lens_k, dtype=np.int32)]
+    return op_output(ctx, "paged_attention", args,
+                     ragged_options(ctx, "paged_attention", p), (*query.shape[:3], p.dim_v))
+
+
+def _paged_inputs(p: RaggedProblem):
+    sequences = materialize_sequences(p)
+    query = np.stack([q for q, _, _ in sequences])
+    return query, [k for _, k, _ in sequences], [v for _, _, v in sequences]
+
+
+def _assert_paged_close(ctx: RunContext, p: RaggedProblem, what: str, actual, expected) -> None:
+    rows = np.stack([compared_rows(ctx, p, b) for b in range(len(p.lens_k))])
+    assert_close(what, actual, expected, p.dtype, rows)
+
+
+def page_permutation(ctx: RunContext, p: RaggedProblem) -> None:
+    """Where the pages lie in the pool, and how the block table numbers them, changes nothing.
+
+    A shuffled pool with spare pages, the shared prefix pages stored once, the block table
+    renumbered and padded with a real page's index gives the output of the identity table
+    (each sequence's own pages in pool order, padded with −1)."""
+    query, keys, values = _paged_inputs(p)
+    plain = _paged(ctx, p, query, paged_layout(keys, values, p.page))
+    rng = np.random.default_rng(p.seed + 1)
+    moved_layout = paged_layout(keys, values, p.page, shared_pages=p.shared_pages, spare=2,
+                                rng=rng, pad="spare")
+    moved = _paged(ctx, p, query, moved_layout)
+    order = moved_layout["block_table"].tolist()
+    _assert_paged_close(ctx, p, f"the same pages shuffled (block table {order}) changed the "
+                        f"output", moved, plain)
+
+
+def garbage(dtype: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Entries each NaN, +inf, −inf or ± the dtype's largest finite value."""
+    top = float(ml_dtypes.finfo(DTYPE_BY_NAME[dtype]).max)
+    choices = np.array([np.nan, np.inf, -np.inf, top, -top])
+    return choices[rng.integers(0, len(choices), size=shape)]
+
+
+def unused_slots(ctx: RunContext, p: RaggedProblem) -> None:
+    """Garbage in the page slots no sequence reads changes nothing and never leaks a NaN.
+
+    NaN, ±inf or ±the dtype's largest value past each seq_len, in a spare page and in the
+    page the table's padding names give the output of zeros there, and no NaN in a row with
+    a visible key."""
+    query, keys, values = _paged_inputs(p)
+    layout = paged_layout(keys, values, p.page, spare=1, rng=np.random.default_rng(p.seed + 1),
+                          pad="spare")
+    clean = _paged(ctx, p, query, layout)
+    rng, unread = np.random.default_rng(p.seed + 2), layout["unread"]
+    spoiled = dict(layout)
+    for name in ("key_pages", "value_pages"):
+        pages = layout[name].copy()
+        pages[unread] = garbage(p.dtype, pages[unread].shape, rng).astype(pages.dtype)
+        spoiled[name] = pages
+    dirty = _paged(ctx, p, query, spoiled)
+    rows = np.stack([compared_rows(ctx, p, b) for b in range(len(p.lens_k))])
+    seen = np.broadcast_to(rows, dirty.shape)
+    if np.isnan(np.asarray(dirty, np.float64)[seen]).any():
+        b = int(np.argwhere(np.isnan(np.asarray(dirty, np.float64)) & seen)[0][0])
+        raise PropertyFailure(f"NaN in the output of sequence {b} (seq_len {p.lens_k[b]}) with "
+                              f"garbage in {int(unread.sum())} unread slot(s)")
+    _assert_paged_close(ctx, p, f"garbage in {int(unread.sum())} unread slot(s) changed the "
+                        f"output", dirty, clean)
+
+
 def _doc(body: Callable[..., None]) -> str:
     """The property's description: its body's docstring (every body has one)."""
     return body.__doc__ or ""
@@ -241,4 +404,10 @@ PROPERTIES = (
     Property("fully_masked", fully_masked, (), "mask", SMALL, _doc(fully_masked)),
     Property("determinism", determinism, (), "mask?", SMALL, _doc(determinism)),
     Property("no_mutation", no_mutation, (), "mask?", SMALL, _doc(no_mutation)),
+    # ops over many sequences: their problems come from conformance.strategies' ragged ones
+    Property("packing", packing, (), "none", {}, _doc(packing), "sdpa_varlen", _varlen_draw),
+    Property("page_permutation", page_permutation, (), "none", {}, _doc(page_permutation),
+             "paged_attention", _paged_draw),
+    Property("unused_slots", unused_slots, (), "none", {}, _doc(unused_slots),
+             "paged_attention", _paged_draw),
 )

@@ -12,7 +12,10 @@ full, 256 decode sequences of up to 2k keys.
 Page permutation invariance and "garbage in unused slots changes nothing" are
 checked through the inputs: every case's pool is shuffled and its unused slots
 hold garbage, and the reference (``reference/paged.py``) reads neither,
-so a kernel that depends on page order or reads past seq_len fails the case.
+so a kernel that depends on page order or reads past seq_len fails the case. The
+``page_permutation`` and ``unused_slots`` properties (checks/property_bodies.py) check
+both again without the reference, the adapter against itself on layouts from
+``paged_layout``.
 Signature: docs/ops.md.
 """
 
@@ -35,6 +38,7 @@ from conformance.ops._packed import (
 )
 from conformance.ops.spec import OpSpec
 from conformance.profiles import Profile
+from conformance.strategies import shared_prefix_table
 from reference.paged import gather_sequence, paged_attention, pages_needed
 
 POSITIONAL = ("query", "key_pages", "value_pages", "block_table", "seq_lens")
@@ -109,27 +113,58 @@ def _table(r: dict[str, Any], rng) -> tuple[np.ndarray, int]:
     num_pages = sum(own) + 3  # three spare pages, all garbage
     ids = {"shuffled": rng.permutation(num_pages), "identity": np.arange(num_pages),
            "reversed": np.arange(num_pages)[::-1]}[r["table"]]
-    table = np.full((len(counts), max(counts) + 2), r["pad"], dtype=np.int32)
-    nxt = 0
-    for b, c in enumerate(counts):
-        start = shared if b else 0
-        table[b, :start] = table[0, :start]
-        table[b, start:c] = ids[nxt:nxt + c - start]
-        nxt += c - start
-    return table, num_pages
+    return shared_prefix_table(counts, shared, ids, max(counts) + 2, r["pad"]), num_pages
+
+
+def read_slots(num_pages: int, page: int, table: np.ndarray, lens) -> np.ndarray:
+    """(num_pages, page) bool: the slots some sequence reads (key t of sequence b is in page
+    ``table[b, t // page]``, slot ``t % page``); every other slot is never read."""
+    read = np.zeros((num_pages, page), bool)
+    for b, n in enumerate(lens):
+        t = np.arange(int(n))
+        read[table[b, t // page], t % page] = True
+    return read
 
 
 def _spoil_unused(pages: np.ndarray, table: np.ndarray, lens: list[int], garbage, rng) -> None:
     """Garbage in every slot no sequence reads: spare pages and the tails of last pages."""
-    page = pages.shape[1]
-    read = np.zeros(pages.shape[:2], bool)
-    for b, n in enumerate(lens):
-        for t in range(n):
-            read[table[b, t // page], t % page] = True
+    read = read_slots(pages.shape[0], pages.shape[1], table, lens)
     if garbage == "stale":
         pages[~read] = (rng.standard_normal(pages.shape) * 30)[~read]
     else:
         pages[~read] = GARBAGE[garbage]
+
+
+def paged_layout(keys: list[np.ndarray], values: list[np.ndarray], page: int, *,
+                 shared_pages: int = 0, spare: int = 0, rng=None, pad: int | str = -1
+                 ) -> dict[str, np.ndarray]:
+    """key_pages, value_pages (NHD, zeros where no key is), block_table and ``unread`` (the
+    slots no sequence reads) holding each sequence's (L, H, D) keys and values.
+
+    Pages in pool order: sequence 0's, sequence 1's own (its first ``shared_pages`` are
+    sequence 0's), …, then ``spare`` pages; ``rng`` shuffles the pool (renumbering the table),
+    else the table is the identity. Each row is padded with ``pad`` after its last page:
+    an int, or "spare" for the first spare page (a real page, of garbage where the caller
+    puts it there).
+    """
+    counts = [pages_needed(len(k), page) for k in keys]
+    own = [c - shared_pages if b else c for b, c in enumerate(counts)]
+    num_pages = sum(own) + spare
+    ids = np.arange(num_pages) if rng is None else rng.permutation(num_pages)
+    if pad == "spare":
+        pad = int(ids[sum(own)])
+    table = shared_prefix_table(counts, shared_pages, ids, max(counts, default=0) + 1, int(pad))
+    pools = []
+    for seqs in (keys, values):
+        pool = np.zeros((num_pages, page, *seqs[0].shape[1:]), seqs[0].dtype)
+        for b, x in enumerate(seqs):
+            for i in range(counts[b]):
+                chunk = x[i * page:(i + 1) * page]
+                pool[table[b, i], :len(chunk)] = chunk
+        pools.append(pool)
+    unread = ~read_slots(num_pages, page, table, [len(k) for k in keys])
+    return {"key_pages": pools[0], "value_pages": pools[1], "block_table": table,
+            "unread": unread}
 
 
 def make_inputs(case: Case) -> dict[str, Any]:

@@ -7,7 +7,9 @@ GQA (ratios 2 and 3), window, softcap, ALiBi, scale and lse; in ci and full a
 pack of 64 sequences, 16k tokens. Packing invariance ("each sequence as if it
 were alone") is what the reference *is* (``reference/varlen.py``, tested
 against dense sdpa per sequence): every case checks it, and a kernel that lets a
-query see a neighbour's keys fails the case whose neighbour differs.
+query see a neighbour's keys fails the case whose neighbour differs. The ``packing``
+property (checks/property_bodies.py) checks it again without the reference: the adapter's
+pack against its own calls of each sequence alone (``pack`` builds both).
 Signature: docs/ops.md.
 """
 
@@ -95,6 +97,15 @@ def build(profile: Profile, run_seed: int) -> list[Case]:
 def offsets(lengths) -> np.ndarray:
     """(B + 1,) int32 cumulative offsets, 0 first (flash-attn's cu_seqlens)."""
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+
+
+def pack(sequences: list[tuple[np.ndarray, ...]]) -> dict[str, np.ndarray]:
+    """The packed inputs of (query (Lq, Hq, E), key (Lk, Hk, E), value (Lk, Hk, Ev))
+    sequences: each array concatenated along L, their offsets as cu_seqlens."""
+    q, k, v = (np.concatenate([s[i] for s in sequences]) for i in range(3))
+    return {"query": q, "key": k, "value": v,
+            "cu_seqlens_q": offsets([len(s[0]) for s in sequences]),
+            "cu_seqlens_k": offsets([len(s[1]) for s in sequences])}
 
 
 def make_inputs(case: Case) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Correct NumPy ``sdpa_varlen`` and ``paged_attention`` (docs/ops.md), the base of their mutants.
 
 Each takes its replaceable pieces as keywords (``segments=``, ``diagonal=``,
-``pages_read=``, ``keys_read=``, ``steps=``, ``lse_heads=``) so a mutant changes
-exactly one of them. Every sequence goes through the mutants' own dense
+``pages_read=``, ``keys_read=``, ``steps=``, ``lse_heads=``, ``slots_read=``) so a
+mutant changes exactly one of them. Every sequence goes through the mutants' own dense
 ``_base.attend`` with an explicit visibility mask; written independently of
 ``reference``.
 """
@@ -44,6 +44,11 @@ def keys_read(seq_len: int, page: int) -> int:
     return seq_len
 
 
+def slots_read(seq_len: int, page: int) -> int | None:
+    """How many gathered slots enter the computation (masked past the keys): None, the keys."""
+    return None
+
+
 def lse_heads(lse: np.ndarray, group: int) -> np.ndarray:
     """The lse as computed, one row per query head."""
     return lse
@@ -67,8 +72,10 @@ def visible_keys(lq: int, lk: int, offset: int, is_causal: bool, window) -> np.n
 
 
 def sequence(q, k, v, *, offset, is_causal=False, scale=None, enable_gqa=False, window=None,
-             softcap=None, alibi_slopes=None, steps=STEPS, heads_of_lse=lse_heads):
-    """(L, H, D) in; out (Lq, Hq, Ev) and lse (Hq, Lq) out, float64; no key → 0, −inf."""
+             softcap=None, alibi_slopes=None, steps=STEPS, heads_of_lse=lse_heads,
+             keys=None):
+    """(L, H, D) in; out (Lq, Hq, Ev) and lse (Hq, Lq) out, float64; no key → 0, −inf.
+    With ``keys``, only the first ``keys`` rows of k and v are keys: the rest is masked."""
     lq, hq = q.shape[0], q.shape[1]
     if lq * k.shape[0] * hq > DENSE_LIMIT:
         raise NotImplementedError(f"this dense mutant would hold {lq}x{k.shape[0]}x{hq} scores "
@@ -76,8 +83,10 @@ def sequence(q, k, v, *, offset, is_causal=False, scale=None, enable_gqa=False, 
     if k.shape[0] == 0:
         return np.zeros((lq, hq, v.shape[2])), np.full((hq, lq), -np.inf)
     visible = visible_keys(lq, k.shape[0], offset, is_causal, window)
+    lk = k.shape[0] if keys is None else keys
+    visible[:, lk:] = False
     qh, kh, vh = (np.swapaxes(as_f64(x), 0, 1) for x in (q, k, v))
-    alignment = "bottom_right" if offset == k.shape[0] - lq and offset else "top_left"
+    alignment = "bottom_right" if offset == lk - lq and offset else "top_left"
     out = attend(qh, kh, vh, visible, scale=scale, enable_gqa=enable_gqa, steps=steps,
                  causal_alignment=alignment, softcap=softcap, alibi_slopes=alibi_slopes)
     group = hq // kh.shape[0]
@@ -131,7 +140,7 @@ def paged_attention(query, key_pages, value_pages, block_table, seq_lens, *, is_
                     causal_alignment="bottom_right", scale=None, window=None, softcap=None,
                     alibi_slopes=None, enable_gqa=False, page_layout="NHD", return_lse=False,
                     pages=pages_read, count=keys_read, steps=STEPS, heads_of_lse=lse_heads,
-                    use_window=True):
+                    use_window=True, slots=slots_read):
     """Each sequence over the keys its block table names, gathered in position order."""
     if page_layout == "HND":
         key_pages, value_pages = np.swapaxes(key_pages, 1, 2), np.swapaxes(value_pages, 1, 2)
@@ -142,11 +151,14 @@ def paged_attention(query, key_pages, value_pages, block_table, seq_lens, *, is_
     for b, n in enumerate(np.asarray(seq_lens).tolist()):
         used = pages(block_table[b], n, page, b, block_table)
         n_keys = count(n, page)
-        keys = key_pages[used].reshape(-1, *key_pages.shape[2:])[:n_keys]
-        values = value_pages[used].reshape(-1, *value_pages.shape[2:])[:n_keys]
+        n_slots = slots(n, page)
+        gathered = n_keys if n_slots is None else n_slots
+        keys = key_pages[used].reshape(-1, *key_pages.shape[2:])[:gathered]
+        values = value_pages[used].reshape(-1, *value_pages.shape[2:])[:gathered]
         offset = n_keys - lq if causal_alignment == "bottom_right" else 0
         out[b], lse[b] = sequence(
             query[b], keys, values, offset=offset, is_causal=is_causal, scale=scale,
             enable_gqa=enable_gqa, window=window if use_window else None, softcap=softcap,
-            alibi_slopes=alibi_slopes, steps=steps, heads_of_lse=heads_of_lse)
+            alibi_slopes=alibi_slopes, steps=steps, heads_of_lse=heads_of_lse,
+            keys=None if n_slots is None else n_keys)
     return _finish(out, lse, query, return_lse)

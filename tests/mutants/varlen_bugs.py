@@ -18,7 +18,8 @@ from ._base import STEPS
 from .op_bugs import op_variant
 from .triggers import Trigger
 
-HOOKS = ("split", "offset_of", "pages", "count", "steps", "heads_of_lse", "use_window")
+HOOKS = ("split", "offset_of", "pages", "count", "steps", "heads_of_lse", "use_window",
+         "slots")
 
 
 def _signed(op: str):
@@ -105,6 +106,23 @@ def _varlen_one_causal_offset(query, key, value, cu_seqlens_q, cu_seqlens_k, **o
 
     return base.sdpa_varlen(query, key, value, cu_seqlens_q, cu_seqlens_k, **options,
                             offset_of=global_offset)
+
+
+@_signed("sdpa_varlen")
+def _varlen_keys_at_query_offsets(query, key, value, cu_seqlens_q, cu_seqlens_k, **options):
+    """Keys of sequence b read from row cu_seqlens_q[b]: the query offsets reused for the keys.
+
+    Right for the first sequence and wherever the two packs line up (self-attention), wrong
+    for a later sequence once some earlier one has Lq ≠ Lk: its result depends on its place in
+    the pack. Source: vllm-project/vllm-omni#5865 (one side's packing indices applied to the
+    other side of a cross-attention varlen call: rows misaligned once batch ≥ 2).
+    """
+    def at_query_offsets(cu_q, cu_k):
+        return [(slice(cu_q[b], cu_q[b + 1]), slice(cu_q[b], cu_q[b] + cu_k[b + 1] - cu_k[b]))
+                for b in range(len(cu_q) - 1)]
+
+    return base.sdpa_varlen(query, key, value, cu_seqlens_q, cu_seqlens_k, **options,
+                            split=at_query_offsets)
 
 
 # --- paged_attention ----------------------------------------------------------------
@@ -195,6 +213,43 @@ def _paged_window_ignored(query, key_pages, value_pages, block_table, seq_lens, 
                                 use_window=False)
 
 
+@_signed("paged_attention")
+def _paged_masked_tail_nan(query, key_pages, value_pages, block_table, seq_lens, **options):
+    """Last page read whole, the slots past seq_len masked to weight 0: 0 · NaN leaks into P·V.
+
+    Source: Dao-AILab/flash-attention#2374 (FA3/FA4 load the whole V tile: P = 0 past
+    seqused_k, but the PV product computes 0 * NaN = NaN); vllm-project/vllm#936 (the paged
+    kernel zeroes out-of-context V lanes for this reason).
+    """
+    return base.paged_attention(query, key_pages, value_pages, block_table, seq_lens, **options,
+                                slots=lambda n, page: -(-n // page) * page)
+
+
+@_signed("paged_attention")
+def _paged_pool_read_as_packed(query, key_pages, value_pages, block_table, seq_lens, *,
+                               page_layout="NHD", return_lse=False, **options):
+    """Pool read as one packed varlen buffer: sequence b's keys from slot cu_seqlens_k[b] on.
+
+    The block table is ignored: right only when every sequence's pages are the pool's next
+    ones and all but the last are full. Source: tanishqkumar/ssd#22 (prefix-cache-hit prefill
+    passed the paged k_cache/v_cache to flash_attn_varlen_func with cu_seqlens_k, reading the
+    wrong KV rows; fixed by flash_attn_with_kvcache with the page table).
+    """
+    if page_layout == "HND":
+        key_pages, value_pages = np.swapaxes(key_pages, 1, 2), np.swapaxes(value_pages, 1, 2)
+    batch, lq = query.shape[:2]
+    cu_k = np.concatenate([[0], np.cumsum(seq_lens)]).astype(np.int64)
+    cu_q = np.arange(batch + 1) * lq
+    out, lse = base.sdpa_varlen(
+        query.reshape(batch * lq, *query.shape[2:]),
+        key_pages.reshape(-1, *key_pages.shape[2:]),
+        value_pages.reshape(-1, *value_pages.shape[2:]),
+        cu_q, cu_k, **{"causal_alignment": "bottom_right", **options}, return_lse=True)
+    out = out.reshape(batch, lq, *out.shape[1:])
+    lse = np.swapaxes(lse.reshape(lse.shape[0], batch, lq), 0, 1)
+    return (out, lse) if return_lse else out
+
+
 def _tile_heads(x, heads_q):
     return np.tile(x, (heads_q // x.shape[-3], 1, 1))
 
@@ -236,6 +291,8 @@ MUTANTS = {
                                         _varlen_causal_dropped),
     "varlen_one_causal_offset": op_variant("varlen_one_causal_offset", "sdpa_varlen",
                                            _varlen_one_causal_offset),
+    "varlen_keys_at_query_offsets": op_variant("varlen_keys_at_query_offsets", "sdpa_varlen",
+                                               _varlen_keys_at_query_offsets),
     "paged_last_page_unbounded": op_variant("paged_last_page_unbounded", "paged_attention",
                                             _paged_last_page_unbounded),
     "paged_extra_page_at_boundary": op_variant("paged_extra_page_at_boundary",
@@ -251,9 +308,24 @@ MUTANTS = {
     "paged_gqa_tile": op_variant("paged_gqa_tile", "paged_attention", _paged_gqa_tile),
     "paged_lse_group_first_head": op_variant("paged_lse_group_first_head", "paged_attention",
                                              _paged_lse_group_first_head),
+    "paged_masked_tail_nan": op_variant("paged_masked_tail_nan", "paged_attention",
+                                        _paged_masked_tail_nan),
+    "paged_pool_read_as_packed": op_variant("paged_pool_read_as_packed", "paged_attention",
+                                            _paged_pool_read_as_packed),
 }
 
-CATCHES = dict.fromkeys(MUTANTS, ("numeric",))
+# measured (profile ci): the properties packing, page_permutation and unused_slots run first
+PAGES = ("page_permutation", "unused_slots", "numeric")
+CATCHES = {
+    **dict.fromkeys(MUTANTS, ("numeric",)),
+    **dict.fromkeys(("varlen_ignores_cu_seqlens", "varlen_splits_first_only",
+                     "varlen_offsets_as_lengths", "varlen_one_causal_offset",
+                     "varlen_keys_at_query_offsets"), ("packing", "numeric")),
+    **dict.fromkeys(("paged_last_page_unbounded", "paged_masked_tail_nan"),
+                    ("unused_slots", "numeric")),
+    **dict.fromkeys(("paged_extra_page_at_boundary", "paged_block_table_ignored",
+                     "paged_adjacent_blocks", "paged_pool_read_as_packed"), PAGES),
+}
 
 # --- triggers ------------------------------------------------------------------------
 
@@ -299,6 +371,7 @@ TRIGGERS = {
     "varlen_causal_dropped": lambda: _varlen([3, 4], [3, 4], is_causal=True),
     "varlen_one_causal_offset": lambda: _varlen([2, 1], [5, 6], is_causal=True,
                                                 causal_alignment="bottom_right"),
+    "varlen_keys_at_query_offsets": lambda: _varlen([2, 3, 4], [4, 1, 3]),
     "paged_last_page_unbounded": lambda: _paged([5, 3]),
     "paged_extra_page_at_boundary": lambda: _paged([8, 3]),
     "paged_drops_full_last_page": lambda: _paged([8, 3]),
@@ -307,4 +380,6 @@ TRIGGERS = {
     "paged_window_ignored": lambda: _paged([12, 7], window=(3, 0)),
     "paged_gqa_tile": lambda: _paged([5, 7]),
     "paged_lse_group_first_head": lambda: _paged([5, 7], return_lse=True),
+    "paged_masked_tail_nan": lambda: _paged([5, 3]),
+    "paged_pool_read_as_packed": lambda: _paged([5, 7]),
 }
