@@ -132,3 +132,45 @@ def test_the_conditioning_term_covers_logits_rounded_at_their_magnitude():
     near = Conditioning(logit_magnitude=3.0, dot_magnitude=8.0, value_spread=1.0,
                         value_magnitude=3.0, dim=16, keys=7)
     assert bound_for("sdpa", "float64", ref, ref, Tolerance(), near).value == bound.same_dtype
+
+
+def test_ulp_is_elementwise_for_an_array_of_magnitudes():
+    from conformance.judging.tolerance import ulp
+
+    magnitudes = np.array([0.0, 1.0, 3.0, 1e5, 1e9, np.finfo(np.float64).max])
+    spacings = ulp("float32", magnitudes)
+    assert isinstance(spacings, np.ndarray)
+    assert list(spacings) == [ulp("float32", float(m)) for m in magnitudes]
+    assert ulp("float32", 1e9) == 64.0 and ulp("float64", 1.0) == eps("float64")
+
+
+def test_the_bound_is_per_row_when_the_magnitudes_are():
+    from conformance.judging.tolerance import Conditioning, conditioning_bound
+
+    ref = np.zeros((2, 3, 4))  # (heads, rows, columns)
+    magnitudes = np.array([[3.0, 1e9, 3.0], [3.0, 3.0, 1e5]])[..., None]
+    rows = Conditioning(logit_magnitude=magnitudes, dot_magnitude=8.0,
+                        value_spread=np.ones((2, 3, 1)), value_magnitude=3.0, dim=16, keys=7)
+    bound = bound_for("sdpa", "float64", ref, ref, Tolerance(), rows)
+    limit = np.broadcast_to(bound.limit, ref.shape)
+    for head, row in np.ndindex(2, 3):  # each row: the scalar bound of its own magnitudes
+        one = Conditioning(float(magnitudes[head, row, 0]), 8.0, 1.0, 3.0, 16, 7)
+        expected = max(bound.same_dtype, conditioning_bound("float64", one)[0])
+        assert list(limit[head, row]) == pytest.approx([expected] * 4, rel=1e-12)
+    assert bound.value == limit.max() == limit[0, 1, 0]
+    assert bound.conditioning_source.endswith("for M = 1e+09, Q = 8, σ = 1, V = 3, E = 16, "
+                                              "Lk = 7 in float64")  # the loosest row's
+    assert bound.at((1, 0, 2), ref.shape).value == limit[1, 0, 0]
+
+
+def test_a_row_whose_logits_may_overflow_covers_the_fully_masked_answer():
+    """A one-hot row (σ = 0) of logits near finfo.min: an honest exp2 kernel's log2(e)·logit
+    overflows to −inf, the row empties and follows fully_masked (zeros): its bound covers any
+    value in [−V, V]; a one-hot row of logits near −1e9 keeps its tight bound."""
+    from conformance.judging.tolerance import Conditioning, conditioning_bound
+
+    def one_hot(m: float) -> float:
+        return conditioning_bound("float64", Conditioning(m, 8.0, 0.0, 3.0, 16, 7))[0]
+
+    assert one_hot(float(np.finfo(np.float64).min) * -1) >= 3.0
+    assert one_hot(1e9) < 1e-13

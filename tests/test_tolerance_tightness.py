@@ -1,6 +1,7 @@
 """The premise of docs/tolerance.md, measured: on the cases where the conditioning term
 dominates, honest kernels that order the arithmetic differently stay under the bound and
-above a tenth of it (the bound is tight, not vacuous).
+above a tenth of it (the bound is tight, not vacuous). The bound is per row: each element's
+error is measured against its own row's bound, and the ratio is the largest over elements.
 
 The ratio observed/bound is machine-independent to within the last bits BLAS picks: the
 error comes from rounding logits of magnitude 1e5–1e9 to float64's grid.
@@ -35,12 +36,17 @@ def stress_cases():
 
 
 def observed_and_bound(name: str, case) -> tuple[float, float, str]:
+    """(observed/bound, bound, which term dominates): the largest over the elements of the
+    error over the element's own row's bound (the comparison is per row), and the bound of
+    the row where that ratio is largest."""
     inputs = make_inputs(case)
     [exp] = expected(inputs, case, DEFAULTS)
     bound = bound_for("sdpa", case.dtype, exp.ref64, exp.ref_lowp, Tolerance(), exp.conditioning)
     out = CORRECT[name](**{k: v.copy() for k, v in inputs.items()})
-    return float(np.max(np.abs(np.asarray(out, np.float64) - exp.ref64))), bound.value, \
-        bound.dominant()
+    ratios = np.abs(np.asarray(out, np.float64) - exp.ref64) / np.broadcast_to(
+        bound.limit, exp.ref64.shape)
+    worst = bound.at(np.unravel_index(int(np.argmax(ratios)), ratios.shape), ratios.shape)
+    return float(ratios.max()), worst.value, worst.dominant()
 
 
 def test_the_stress_cases_exist():
@@ -50,15 +56,16 @@ def test_the_stress_cases_exist():
 @pytest.mark.parametrize("name", REORDERED + SAME_LOGITS)
 def test_honest_error_is_under_the_bound(name):
     for case in stress_cases():
-        err, bound, dominant = observed_and_bound(name, case)
+        ratio, bound, dominant = observed_and_bound(name, case)
         assert dominant == "the conditioning term dominates", case.id
-        assert err <= bound, f"{name} on {case.id}: observed {err:.3g} > bound {bound:.3g}"
+        assert ratio <= 1, (f"{name} on {case.id}: observed {ratio:.3g} × its row's bound "
+                            f"{bound:.3g}")
 
 
 @pytest.mark.parametrize("name", REORDERED)
 def test_reordered_error_is_above_a_tenth_of_the_bound(name):
     for case in stress_cases():
-        err, bound, _ = observed_and_bound(name, case)
-        assert err >= TIGHT * bound, (
-            f"{name} on {case.id}: observed {err:.3g} is below {TIGHT} × bound {bound:.3g} "
-            f"(ratio {err / bound:.3f}): the bound is vacuous there")
+        ratio, bound, _ = observed_and_bound(name, case)
+        assert ratio >= TIGHT, (
+            f"{name} on {case.id}: observed {ratio:.3f} × its row's bound {bound:.3g}, below "
+            f"{TIGHT}: the bound is vacuous there")

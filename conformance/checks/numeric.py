@@ -97,7 +97,7 @@ def _judge(ctx: RunContext, op: str, case: Case, outs, expectations) -> Result:
             lines = "\n".join((*verdict.lines, why) if why else verdict.lines)
             return result(ctx, op, "numeric", case.id, FAILED,
                           headline(op, "numeric", case.describe()) + f" — {exp.name}\n{lines}",
-                          seed=case.seed, max_abs_err=verdict.max_abs_err, bound=bound.value)
+                          seed=case.seed, max_abs_err=verdict.max_abs_err, bound=verdict.bound)
     return result(ctx, op, "numeric", case.id, PASSED, seed=case.seed, max_abs_err=worst,
                   bound=min(bounds) if bounds else None)
 

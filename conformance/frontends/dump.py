@@ -6,7 +6,8 @@ One file per failed numeric or output_contract case, ``DIR/<op>--<check>--<case 
 - ``input/<name>``: every array argument the adapter was given, positional ones under their
   names in docs/ops.md (query, key, value, …);
 - ``expected/<name>`` (float64 reference), ``actual/<name>`` (what the adapter returned when
-  the case was called again for the dump) and ``bound/<name>`` (the tolerance);
+  the case was called again for the dump) and ``bound/<name>`` (each element's tolerance,
+  its query row's bound: the shape of ``expected/<name>``);
 - ``meta``: a JSON string with the op, check, case id, the positional argument names, the
   non-array options, the dtype of each array whose dtype NumPy cannot store (bfloat16 is
   stored as float32, which holds it exactly), the repro line and the failure message.
@@ -84,7 +85,8 @@ def case_arrays(adapter: ResolvedAdapter, invoker: Any, config: Any, r: Result) 
         arrays[f"expected/{exp.name}"] = exp.ref64
         bound = bound_for(r.op, case.dtype, exp.ref64, exp.ref_lowp, config.tolerance,
                           exp.conditioning)
-        arrays[f"bound/{exp.name}"] = np.float64(bound.value)
+        arrays[f"bound/{exp.name}"] = np.broadcast_to(
+            np.asarray(bound.limit, np.float64), exp.ref64.shape).copy()  # each element's own
         if out is not None:
             arrays[f"actual/{exp.name}"] = _storable(out, f"actual/{exp.name}", dtypes)
     arrays["meta"] = np.array(json.dumps(meta, default=repr))

@@ -4,7 +4,8 @@ The message (tested word for word in tests/test_harness_messages.py) reads,
 after the check's own headline (``<op> / <check>: <case id> (seed …; flags)``):
 
     tolerance: <bound: max(k·lowp + atol, conditioning), which term dominates, and where
-               k, atol and the conditioning term came from>
+               k, atol and the conditioning term came from; with a per-row conditioning
+               term, that of the row most over its own bound, which it names>
     Mismatched elements: k / n (p%)
     first mismatches (index: actual, expected, abs err, rel err):
       (i, j, …): a, e, abs, rel      (a and e in 6 digits, or as many as tell them apart)
@@ -41,9 +42,13 @@ SHOWN_MISMATCHES = 5
 
 @dataclass(frozen=True)
 class Comparison:
+    """``bound``: the bound the verdict is about, one number: on a failure that of the row
+    most over its own bound (the row the ``tolerance:`` line explains), else ``Bound.value``."""
+
     ok: bool
     max_abs_err: float | None
     lines: tuple[str, ...]
+    bound: float | None = None
 
 
 def _index(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -111,14 +116,25 @@ def check_contract(actual: np.ndarray, expected_shape: tuple, expected_dtype) ->
     return None
 
 
+def _worst(abs_err: np.ndarray, limit: float | np.ndarray, bad: np.ndarray) -> tuple[int, ...]:
+    """The index of the mismatch most over its own bound (largest err / bound; a NaN or zero
+    bound counts as infinitely exceeded; the first such one on ties)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = abs_err / np.broadcast_to(limit, abs_err.shape)
+    ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    return _index(int(np.argmax(np.where(bad, ratio, -np.inf))), abs_err.shape)
+
+
 def compare(
     actual: np.ndarray,
     expected: np.ndarray,
     bound: Bound,
     ignore: np.ndarray | None = None,
 ) -> Comparison:
-    """Pass when non-finite positions agree and max|actual − expected| ≤ bound (written
-    ``not err <= bound``, so a NaN error or a NaN bound fails).
+    """Pass when non-finite positions agree and |actual − expected| ≤ bound elementwise, each
+    element against its own row's bound when the bound is per row (``Bound.limit``; written
+    ``not err <= bound``, so a NaN error or a NaN bound fails). The ``tolerance:`` line of a
+    failure explains the bound of the row most over its own bound, and names that row.
 
     ``ignore`` (broadcastable bool) marks elements whose value is not specified
     (e.g. fully-masked rows under ``fully_masked="any"``).
@@ -132,12 +148,14 @@ def compare(
         abs_err = np.where(both_finite, np.abs(a - e), np.inf)
         abs_err = np.where(same_nonfinite | ~considered, 0.0, abs_err)
         rel_err = np.where(abs_err == 0, 0.0, abs_err / np.where(np.isfinite(e), np.abs(e), 1.0))
-    bad = ~(abs_err <= bound.value)  # a NaN or negative bound fails every element
+    limit = bound.limit
+    bad = ~(abs_err <= limit)  # a NaN or negative bound fails every element
     max_abs = float(abs_err.max()) if abs_err.size else 0.0
     if not bad.any():
-        return Comparison(True, max_abs, ())
+        return Comparison(True, max_abs, (), bound.value)
+    worst = bound.at(_worst(abs_err, limit, bad), a.shape)
     lines = [
-        f"tolerance: {bound.explain()}",
+        f"tolerance: {worst.explain()}",
         f"Mismatched elements: {int(bad.sum())} / {bad.size} ({100.0 * bad.mean():.3g}%)",
         "first mismatches (index: actual, expected, abs err, rel err):",
     ]
@@ -153,4 +171,4 @@ def compare(
                   f"not the same); over the finite elements: " if nonfinite_bad else "")
                  + f"Max absolute difference: {largest:.6g}")
     lines.append(f"Max relative difference: {_max_rel(abs_err[finite], e[finite]):.6g}")
-    return Comparison(False, max_abs, tuple(lines))
+    return Comparison(False, max_abs, tuple(lines), worst.value)

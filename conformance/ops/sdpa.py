@@ -17,7 +17,7 @@ import numpy as np
 from conformance.adapters.frameworks import DTYPE_BY_NAME, OutputTypeError
 from conformance.cases import AttentionShapes, Case, make_case, unique_cases
 from conformance.judging import empty_rows
-from conformance.judging.tolerance import Conditioning, finite_max_abs, ulp
+from conformance.judging.tolerance import Conditioning, ulp
 from conformance.ops import sdpa_draw, sdpa_space
 from conformance.ops.spec import Expected, OpSpec, require
 from conformance.profiles import Profile
@@ -246,31 +246,58 @@ def run_reference(query: np.ndarray, key: np.ndarray, value: np.ndarray,
     return reference_sdpa(query, key, value, **kwargs)
 
 
-def _largest_norm(x: np.ndarray) -> float:
-    return float(np.linalg.norm(x, axis=-1).max()) if x.size else 0.0
+def _per_query_head(per_kv_head: np.ndarray, heads_q: int) -> np.ndarray:
+    """(..., Hkv, 1, 1) → (..., Hq, 1, 1): each query head gets its key/value head's value
+    (grouped-query attention repeats kv heads, ``repeat_interleave``, as the reference)."""
+    heads_kv = per_kv_head.shape[-3]
+    return per_kv_head if heads_kv == heads_q else np.repeat(per_kv_head, heads_q // heads_kv,
+                                                             axis=-3)
 
 
-def conditioning_of(qkv: list[np.ndarray], lse: np.ndarray, mask64, kwargs: dict[str, Any]
-                    ) -> Conditioning:
-    """The magnitudes the tolerance's conditioning term needs (``Conditioning``).
+def _finite_or_zero(x: np.ndarray) -> np.ndarray:
+    """x with its NaN and inf entries 0: a non-finite input leaves its row to the same-dtype
+    rule (and to the non-finite comparison), it does not make any bound infinite."""
+    return np.where(np.isfinite(x), x, 0.0)
+
+
+def row_conditioning_of(qkv: list[np.ndarray], lse: np.ndarray, mask64,
+                        kwargs: dict[str, Any]) -> Conditioning:
+    """The magnitudes the tolerance's conditioning term needs (``Conditioning``), per query
+    row: arrays of shape (..., Hq, Lq, 1), broadcastable against the output.
 
     A row's max logit m lies in [lse − ln Lk, lse], so |m| ≤ |lse| + ln Lk (logits far
-    below m carry weights too small for their rounding to matter). The weighted spread of
-    the values, σ = sqrt(Σ p v² − (Σ p v)²), comes from one reference call on [v, v²].
+    below m carry weights too small for their rounding to matter). Q_i = scale · ‖q_i‖ ·
+    max‖k_j‖ over its head's keys, V_i = max|v| over its head's values. The weighted
+    spread of the values, σ = sqrt(Σ p v² − (Σ p v)²), comes from one reference call on
+    [v, v²], its largest over the row's value columns. A row with no visible key (lse = −inf)
+    has M = ln Lk and σ = 0: its value is the fully_masked policy's, not a weighted sum.
     """
     q, k, v = qkv
-    e, lk = q.shape[-1], k.shape[-2]
+    e, lk, heads_q = q.shape[-1], k.shape[-2], q.shape[-3]
     scale = 1.0 / np.sqrt(e) if kwargs.get("scale") is None else abs(float(kwargs["scale"]))
-    finite = np.abs(lse[np.isfinite(lse)])
     moments = run_reference(q, k, np.concatenate([v, v * v], axis=-1), attn_mask=mask64,
                             fully_masked="zeros", **kwargs)
     mean, square = moments[..., :v.shape[-1]], moments[..., v.shape[-1]:]
     spread = np.sqrt(np.maximum(square - mean * mean, 0.0))
+    key_norm = (np.linalg.norm(k, axis=-1).max(axis=-1) if lk else
+                np.zeros(k.shape[:-2]))[..., None, None]
+    value_max = (np.abs(v).max(axis=(-2, -1)) if v.size else
+                 np.zeros(v.shape[:-2]))[..., None, None]
     return Conditioning(
-        logit_magnitude=(float(finite.max()) if finite.size else 0.0) + float(np.log(max(lk, 1))),
-        dot_magnitude=scale * _largest_norm(q) * _largest_norm(k),
-        value_spread=finite_max_abs(spread),
-        value_magnitude=finite_max_abs(v), dim=e, keys=lk)
+        logit_magnitude=_finite_or_zero(np.abs(lse))[..., None] + float(np.log(max(lk, 1))),
+        dot_magnitude=_finite_or_zero(scale * np.linalg.norm(q, axis=-1)[..., None]
+                                      * _per_query_head(key_norm, heads_q)),
+        value_spread=_finite_or_zero(spread).max(axis=-1, keepdims=True) if spread.shape[-1]
+        else np.zeros((*spread.shape[:-1], 1)),
+        value_magnitude=_finite_or_zero(_per_query_head(value_max, heads_q)),
+        dim=e, keys=lk)
+
+
+def conditioning_of(qkv: list[np.ndarray], lse: np.ndarray, mask64, kwargs: dict[str, Any]
+                    ) -> Conditioning:
+    """``row_conditioning_of``'s magnitudes, each its largest over the rows: one bound for
+    the whole output (the packed ops merge these over their sequences)."""
+    return row_conditioning_of(qkv, lse, mask64, kwargs).largest()
 
 
 def expected(inputs: dict[str, Any], case: Case, conventions: dict[str, Any]) -> list[Expected]:
@@ -299,7 +326,7 @@ def expected(inputs: dict[str, Any], case: Case, conventions: dict[str, Any]) ->
             lambda policy: run_reference(q, k, v, attn_mask=mask, compute_dtype=q.dtype,
                                          fully_masked=policy, **kwargs), kinds, declared)
     return [Expected("output", ref64, ref_lowp, q.dtype, ignore, rows,
-                     conditioning_of(wide, lse, mask64, kwargs))]
+                     row_conditioning_of(wide, lse, mask64, kwargs))]
 
 
 def outputs(converted: Any, expectations: list[Expected]) -> list[np.ndarray]:
