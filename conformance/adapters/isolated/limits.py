@@ -15,8 +15,9 @@ ATTNCONF_WORKER_LOG        (temp)   where that log goes; default
 =========================  =======  ==============================================
 
 Sizes are written ``4G``, ``512M``, ``64k``, a byte count, or ``none`` (no limit).
-Resident memory, not address space: JAX, TensorFlow and CUDA reserve large
-virtual ranges they never touch, and an address-space cap broke them.
+Resident memory, not address space: CUDA and TensorFlow reserve large virtual
+ranges they never touch, and JIT frameworks map far more than they use (JAX on CPU:
+1.5 GB of address space for 227 MB resident); an address-space cap broke them.
 """
 
 from __future__ import annotations
