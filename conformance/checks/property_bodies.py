@@ -166,14 +166,17 @@ def gqa_repeat(ctx: RunContext, p: AttentionProblem) -> None:
 
 def scale_law(ctx: RunContext, p: AttentionProblem) -> None:
     """Default scale is 1/√E: duplicating features (E → 2E) equals scaling q by √2;
-    with an explicit scale s, sdpa(q, k, v, scale=s) equals sdpa(q·s·√E, k, v)."""
+    with an explicit scale s, sdpa(q, k, v, scale=s) equals sdpa(q·s·√E, k, v).
+
+    The values are duplicated too (output [o, o]), so a kernel that needs Ev = E (JAX's)
+    is exercised whenever the drawn problem has Ev = E."""
     x = materialize(p)
     q, k, v = x["query"], x["key"], x["value"]
     wide = np.asarray(q, np.float64)
-    doubled = sdpa(ctx, np.concatenate([q, q], -1), np.concatenate([k, k], -1), v)
+    doubled = sdpa(ctx, *(np.concatenate([a, a], -1) for a in (q, k, v)))
     scaled = sdpa(ctx, (wide * math.sqrt(2)).astype(q.dtype), k, v)
     assert_close("E → 2E by duplication is not q·√2: default scale is not 1/√E",
-                 doubled, scaled, p.dtype)
+                 doubled, np.concatenate([scaled, scaled], -1), p.dtype)
     if "scale" in ctx.adapter.ops["sdpa"].features:
         s = 0.5 + float(_rng(p).random())
         explicit = sdpa(ctx, q, k, v, scale=s)
