@@ -10,6 +10,7 @@ failing example is reproduced from four numbers.
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -25,13 +26,19 @@ MASK_CHOICES = ("none", *(kind for kind in MASK_KINDS if kind in ("bool", "float
 
 
 class AttentionProblem(NamedTuple):
+    """Shapes, dtype, seed and mask kind; ``form`` is the mask's trailing dims as a mask-form
+    axis value ("b" the batch dims, "h" Hq, "q" Lq, "k" Lk, "1" a broadcast dim), None for
+    the full (*batch, Hq, Lq, Lk)."""
+
     shapes: AttentionShapes
     dtype: str
     seed: int
     mask: str
+    form: tuple[str, ...] | None = None
 
     def describe(self) -> str:
-        return f"[{self.shapes.label}-{self.dtype}] mask={self.mask} seed={self.seed}"
+        form = f" form=({', '.join(self.form)})" if self.form and self.mask != "none" else ""
+        return f"[{self.shapes.label}-{self.dtype}] mask={self.mask}{form} seed={self.seed}"
 
 
 def _as_strategy(value):
@@ -98,13 +105,77 @@ def attention_shapes(
                    st.integers(1, max_dim), gqa, equal_lengths)
 
 
+def _work(batch: tuple[int, ...], heads_q: int, len_q: int, len_k: int, dims: tuple[int, int]
+          ) -> int:
+    """batch x Hq x Lq x Lk x (E + Ev): the multiply-adds of one call."""
+    return math.prod(batch) * heads_q * len_q * len_k * sum(dims)
+
+
+def _affordable(values: tuple, cost, budget: int) -> tuple:
+    """The ``values`` whose ``cost`` fits ``budget``, in their order; the cheapest alone when
+    none does (so a draw always has a value)."""
+    fits = tuple(v for v in values if cost(v) <= budget)
+    return fits or (min(values, key=cost),)
+
+
+@st.composite
+def _axis_shapes(draw, lengths, heads, dims, batches, equal_lengths, max_work):
+    # drawn in this order, each from the values that fit the budget with the cheapest of the
+    # rest: lengths first, so every length is drawn, and a long one leaves small heads/dims
+    cheap_dims = min(map(sum, dims))
+    cheap_batch = min(math.prod(b) for b in batches)
+    len_q = draw(st.sampled_from(lengths))
+    len_k = len_q if equal_lengths else draw(st.sampled_from(lengths))
+    head = draw(st.sampled_from(_affordable(heads, lambda h: _work(
+        (cheap_batch,), h[0], len_q, len_k, (cheap_dims, 0)), max_work)))
+    dim = draw(st.sampled_from(_affordable(dims, lambda d: _work(
+        (cheap_batch,), head[0], len_q, len_k, d), max_work)))
+    batch = draw(st.sampled_from(_affordable(batches, lambda b: _work(
+        b, head[0], len_q, len_k, dim), max_work)))
+    return AttentionShapes(tuple(batch), head[0], head[1], len_q, len_k, dim[0], dim[1])
+
+
+def _pool(name: str, values, fix: str) -> tuple:
+    found = tuple(values)
+    if not found:
+        raise ValueError(f"{name} must hold at least one value, got {values!r}: {fix}")
+    return found
+
+
+def axis_shapes(
+    *,
+    lengths: tuple[int, ...],
+    heads: tuple[tuple[int, int], ...],
+    dims: tuple[tuple[int, int], ...],
+    batches: tuple[tuple[int, ...], ...],
+    equal_lengths: bool = False,
+    max_work: int = 1 << 17,
+) -> st.SearchStrategy[AttentionShapes]:
+    """Shapes whose every size is one of the given values (a case-space axis's): Lq and Lk
+    from ``lengths`` (equal with ``equal_lengths``), (Hq, Hk) from ``heads``, (E, Ev) from
+    ``dims``, the batch dims from ``batches``. Drawn in that order, each from the values whose
+    call fits ``max_work`` multiply-adds (batch x Hq x Lq x Lk x (E + Ev)) with the cheapest
+    of the sizes still to draw, the cheapest value when none fits. ``sampled_from`` each:
+    shrinking goes to each pool's first value."""
+    pools = (_pool("lengths", lengths, "give the sequence lengths to draw"),
+             _pool("heads", heads, "give (Hq, Hk) pairs to draw"),
+             _pool("dims", dims, "give (E, Ev) pairs to draw"),
+             _pool("batches", batches, "give batch-dim tuples to draw, () for none"))
+    _check_flag("equal_lengths", equal_lengths)
+    _check_int("max_work", max_work, 1, "a call does at least one multiply-add")
+    return _axis_shapes(*pools, equal_lengths, max_work)
+
+
 def attention_problems(
     shapes: AttentionShapes | st.SearchStrategy[AttentionShapes] | None = None,
     *,
     dtype: str | st.SearchStrategy[str] = "float64",
     mask: str | st.SearchStrategy[str] = "none",
+    forms: tuple[tuple[str, ...], ...] = (),
 ) -> st.SearchStrategy[AttentionProblem]:
-    """Problems (shapes, dtype, seed, mask kind); ``materialize`` makes the arrays."""
+    """Problems (shapes, dtype, seed, mask kind); ``materialize`` makes the arrays. The mask's
+    shape is drawn from ``forms`` (mask-form values, those naming "b" only when the shapes
+    have a batch dim), the full (*batch, Hq, Lq, Lk) when none is given or fits."""
     if not (shapes is None or isinstance(shapes, (AttentionShapes, st.SearchStrategy))):
         raise ValueError(f"shapes must be an AttentionShapes, a strategy of them (e.g. "
                          f"attention_shapes(max_len=5)) or None, got {shapes!r}")
@@ -114,13 +185,39 @@ def attention_problems(
     if not isinstance(mask, st.SearchStrategy) and mask not in MASK_CHOICES:
         raise ValueError(f"mask must be one of {list(MASK_CHOICES)} or a strategy of them, "
                          f"got {mask!r}")
+    unknown = [f for f in forms if not set(f) <= set(FORM_DIMS)]
+    if unknown:
+        raise ValueError(f"forms must be tuples of {list(FORM_DIMS)}, got {unknown!r}")
     shapes_st = attention_shapes() if shapes is None else _as_strategy(shapes)
-    return st.builds(AttentionProblem, shapes_st, _as_strategy(dtype),
-                     st.integers(0, 2**31 - 1), _as_strategy(mask))
+    # form given (None): builds would infer a strategy for a defaulted NamedTuple field
+    problems = st.builds(AttentionProblem, shapes_st, _as_strategy(dtype),
+                         st.integers(0, 2**31 - 1), _as_strategy(mask), st.none())
+    return problems.flatmap(functools.partial(_with_form, tuple(forms))) if forms else problems
+
+
+# the dims a mask form names: the batch dims, Hq, Lq, Lk, or a broadcast 1
+FORM_DIMS = ("b", "h", "q", "k", "1")
+
+
+def _with_form(forms: tuple[tuple[str, ...], ...], problem: AttentionProblem
+               ) -> st.SearchStrategy[AttentionProblem]:
+    fits = [f for f in forms if problem.shapes.batch or "b" not in f]
+    if problem.mask == "none" or not fits:
+        return st.just(problem)
+    return st.sampled_from(fits).map(lambda form: problem._replace(form=form))
+
+
+def mask_shape(problem: AttentionProblem) -> tuple[int, ...]:
+    """The mask's shape: its form's dims as sizes, (*batch, Hq, Lq, Lk) without a form."""
+    sh = problem.shapes
+    sizes = {"b": sh.batch, "h": (sh.heads_q,), "q": (sh.len_q,), "k": (sh.len_k,), "1": (1,)}
+    form = problem.form or ("b", "h", "q", "k")
+    return tuple(n for dim in form for n in sizes[dim])
 
 
 def materialize(problem: AttentionProblem) -> dict[str, np.ndarray]:
-    """query, key, value and (per ``problem.mask``) a full-shape attn_mask with no empty row."""
+    """query, key, value and (per ``problem.mask``) an attn_mask of ``mask_shape`` (70 % of
+    keys visible, one at least per row, so no row is empty once broadcast)."""
     sh, rng = problem.shapes, np.random.default_rng(problem.seed)
     dtype = DTYPE_BY_NAME[problem.dtype]
     arrays: dict[str, np.ndarray] = {
@@ -130,7 +227,7 @@ def materialize(problem: AttentionProblem) -> dict[str, np.ndarray]:
     }
     arrays = {k: v.astype(dtype) for k, v in arrays.items()}
     if problem.mask != "none":
-        visible = rng.random((*sh.batch, sh.heads_q, sh.len_q, sh.len_k)) < 0.7
+        visible = rng.random(mask_shape(problem)) < 0.7
         keep = rng.integers(0, sh.len_k, size=visible.shape[:-1])
         np.put_along_axis(visible, keep[..., None], True, axis=-1)
         arrays["attn_mask"] = visible if problem.mask == "bool" else (

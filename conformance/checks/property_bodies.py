@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from conformance.checks.properties import (
     aligned_positions,
     as_mask,
     assert_close,
+    mask_kind,
     op_output,
     property_dtype,
     sdpa,
@@ -24,10 +26,13 @@ from conformance.checks.properties import (
 )
 from conformance.judging.tolerance import CONVEX_HULL_UNITS
 from conformance.ops.paged import paged_layout
+from conformance.ops.sdpa_axes import AXIS, WORK_CAP
 from conformance.ops.varlen import offsets, pack
 from conformance.strategies import (
     AttentionProblem,
     RaggedProblem,
+    attention_problems,
+    axis_shapes,
     materialize,
     materialize_sequences,
     paged_problems,
@@ -387,26 +392,71 @@ def _doc(body: Callable[..., None]) -> str:
     return body.__doc__ or ""
 
 
-SMALL = {"max_len": 7, "max_dim": 8}
+# --- the sdpa properties' problems: every size and mask form a value of a case-space axis ---
+
+# lengths up to one past the 128 tile (axis values 1 … 129): every tile boundary up to there
+# is drawn, while a property calls the adapter 2 to Lq + 1 times per example; 255–257 would
+# cost 4x per call and repeat boundaries already drawn at 63–65 and 127–129
+PROPERTY_MAX_LEN = 129
+# the most multiply-adds one property call may do (a 16th of the numeric cases' WORK_CAP):
+# a long length leaves few heads and small head dims, so an example stays in milliseconds
+PROPERTY_WORK = WORK_CAP >> 4
+
+
+def axis_values(name: str) -> tuple:
+    """The values of the sdpa axis ``name``, in the axis's order (shrinking goes to the first)."""
+    return tuple(v.value for v in AXIS[name].values)
+
+
+@functools.cache
+def axis_problems(options: tuple[tuple[str, bool | int], ...], dtype: str,
+                  mask: str) -> SearchStrategy[AttentionProblem]:
+    """A property's problems from the axes: lengths ``min_len`` ≤ L ≤ PROPERTY_MAX_LEN,
+    (Hq, Hk) with Hq = Hk (GQA and MQA pairs alone with ``gqa``), every (E, Ev), every batch,
+    every mask form; each call within PROPERTY_WORK. Built once per arguments."""
+    o = dict(options)
+    lengths = tuple(n for n in axis_values("len_q")
+                    if int(o.get("min_len", 1)) <= n <= PROPERTY_MAX_LEN)
+    heads = tuple(h for h in axis_values("heads") if (h[0] != h[1]) == bool(o.get("gqa")))
+    forms = tuple(f for f in axis_values("mask") if f is not None)
+    shapes = axis_shapes(lengths=lengths, heads=heads, dims=axis_values("dims"),
+                         batches=axis_values("batch"),
+                         equal_lengths=bool(o.get("equal_lengths")), max_work=PROPERTY_WORK)
+    return attention_problems(shapes, dtype=dtype, mask=mask, forms=forms)
+
+
+def from_axes(wanted_mask: str, **options: bool | int) -> Callable[[RunContext], SearchStrategy]:
+    """The draw of an sdpa property: ``axis_problems`` in the property's dtype and the mask
+    kind ``wanted_mask`` resolves to for the adapter (``mask_kind``)."""
+
+    def draw(ctx: RunContext) -> SearchStrategy:
+        kind = mask_kind(ctx, wanted_mask) or "none"
+        return axis_problems(tuple(sorted(options.items())), property_dtype(ctx), kind)
+
+    return draw
+
+
+def _sdpa(name: str, body: Callable[..., None], needs: tuple[str, ...], mask: str,
+          **options: bool | int) -> Property:
+    """An sdpa property drawing from the axes (``from_axes``); ``options`` are recorded as its
+    shapes too."""
+    return Property(name, body, needs, mask, options, _doc(body), draw=from_axes(mask, **options))
+
+
 PROPERTIES = (
-    Property("masked_keys", masked_keys, (), "mask", SMALL, _doc(masked_keys)),
-    Property("causality", causality, ("causal",), "none", {**SMALL, "min_len": 2},
-             _doc(causality)),
-    Property("shift_invariance", shift_invariance, ("float_mask",), "none", SMALL,
-             _doc(shift_invariance)),
-    Property("permutation", permutation, (), "mask?", SMALL, _doc(permutation)),
-    Property("convex_hull", convex_hull, (), "mask?", SMALL, _doc(convex_hull)),
-    Property("independence", independence, (), "none", {**SMALL, "max_heads": 3},
-             _doc(independence)),
-    Property("padding", padding, (), "mask", SMALL, _doc(padding)),
-    Property("decoding", decoding, ("causal",), "none", {**SMALL, "equal_lengths": True},
-             _doc(decoding)),
-    Property("gqa_repeat", gqa_repeat, ("gqa",), "none", {**SMALL, "gqa": True},
-             _doc(gqa_repeat)),
-    Property("scale_law", scale_law, (), "none", SMALL, _doc(scale_law)),
-    Property("fully_masked", fully_masked, (), "mask", SMALL, _doc(fully_masked)),
-    Property("determinism", determinism, (), "mask?", SMALL, _doc(determinism)),
-    Property("no_mutation", no_mutation, (), "mask?", SMALL, _doc(no_mutation)),
+    _sdpa("masked_keys", masked_keys, (), "mask"),
+    _sdpa("causality", causality, ("causal",), "none", min_len=2),
+    _sdpa("shift_invariance", shift_invariance, ("float_mask",), "none"),
+    _sdpa("permutation", permutation, (), "mask?"),
+    _sdpa("convex_hull", convex_hull, (), "mask?"),
+    _sdpa("independence", independence, (), "none"),
+    _sdpa("padding", padding, (), "mask"),
+    _sdpa("decoding", decoding, ("causal",), "none", equal_lengths=True),
+    _sdpa("gqa_repeat", gqa_repeat, ("gqa",), "none", gqa=True),
+    _sdpa("scale_law", scale_law, (), "none"),
+    _sdpa("fully_masked", fully_masked, (), "mask"),
+    _sdpa("determinism", determinism, (), "mask?"),
+    _sdpa("no_mutation", no_mutation, (), "mask?"),
     # ops over many sequences: their problems come from conformance.strategies' ragged ones
     Property("packing", packing, (), "none", {}, _doc(packing), "sdpa_varlen", _varlen_draw),
     Property("page_permutation", page_permutation, (), "none", {}, _doc(page_permutation),
