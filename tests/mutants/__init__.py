@@ -165,9 +165,7 @@ CATCHES = {
     "scale_from_model_width": ("independence", "scale_law", "golden", "numeric",),
     "scale_from_key_length": ("padding", "decoding", "scale_law", "golden", "numeric",),
     "decode_path_unscaled": ("decoding", "scale_law", "numeric",),
-    "bool_mask_inverted": (
-        "masked_keys", "convex_hull", "padding", "fully_masked", "golden", "numeric",
-    ),
+    "bool_mask_inverted": ("masked_keys", "padding", "fully_masked", "golden", "numeric",),
     "float_mask_as_bool": ("shift_invariance", "golden", "numeric",),
     "float_mask_scaled": ("golden", "numeric",),
     "finfo_min_masks_summed": ("golden", "numeric",),
@@ -207,7 +205,7 @@ CATCHES = {
         "conventions", "masked_keys", "causality", "convex_hull", "padding", "decoding",
         "fully_masked", "golden", "numeric",
     ),
-    "padding_broadcast_over_queries": ("golden", "numeric",),
+    "padding_broadcast_over_queries": ("permutation", "convex_hull", "golden", "numeric",),
     "window_dropped_without_mask": ("golden", "numeric",),
     "window_left_one_wide": ("golden", "numeric",),
     "window_right_exclusive": ("golden", "numeric",),
@@ -220,8 +218,7 @@ CATCHES = {
     "qkv_strides_ignored": ("permutation", "numeric",),
     "value_strides_ignored": ("permutation", "numeric",),
     "value_rows_at_key_dim": (
-        "masked_keys", "causality", "permutation", "convex_hull", "padding", "decoding",
-        "scale_law", "golden", "numeric",
+        "masked_keys", "permutation", "padding", "scale_law", "golden", "numeric",
     ),
     "dropout_rescaled_by_p": ("dropout",),
     "padding_from_first_sample": ("numeric",),
@@ -230,8 +227,10 @@ CATCHES = {
     "window_dropped_in_decode": ("numeric",),
     "window_decode_one_short": ("numeric",),
     "first_tile_hidden_nan": ("numeric",),
-    "tail_key_stale_at_32n_plus_1": ("numeric",),
-    "scores_first_64_dims": ("numeric",),
+    "tail_key_stale_at_32n_plus_1": (
+        "masked_keys", "permutation", "padding", "decoding", "numeric",
+    ),
+    "scores_first_64_dims": ("scale_law", "numeric",),
     "qk_product_overflows_fp16": ("numeric",),
 }
 CATCHES.update(vb.CATCHES)
