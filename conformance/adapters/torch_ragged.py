@@ -270,6 +270,19 @@ def _row_indices(torch, pieces: list[Piece], starts: list[int]):
     return torch.cat([torch.arange(p.row_lo, p.row_hi) + starts[p.seq] for p in pieces])
 
 
+def _placer(torch, out, lse, starts: list[int]) -> Callable[[list[Piece], Any, Any], None]:
+    """Writes a call's output rows (and lse columns) into ``out`` (rows, H, Ev) and ``lse``
+    (H, rows) at the rows ``_row_indices`` gives; both ops keep this flat row layout."""
+
+    def place(pieces: list[Piece], out_c, lse_c) -> None:
+        rows = _row_indices(torch, pieces, starts)
+        out[rows] = out_c
+        if lse_c is not None:
+            lse[:, rows] = lse_c
+
+    return place
+
+
 def sdpa_varlen(query, key, value, cu_seqlens_q, cu_seqlens_k, *, is_causal=False,
                 causal_alignment="top_left", scale=None, window=None, softcap=None,
                 alibi_slopes=None, enable_gqa=False, return_lse=False):
@@ -298,13 +311,7 @@ def sdpa_varlen(query, key, value, cu_seqlens_q, cu_seqlens_k, *, is_causal=Fals
         return CallInputs(query[_row_indices(torch, pieces, cu_q)], key[keys], value[keys],
                           row_piece, row_pos, key_pos)
 
-    def place(pieces: list[Piece], out_c, lse_c) -> None:
-        rows = _row_indices(torch, pieces, cu_q)
-        out[rows] = out_c
-        if lse_c is not None:
-            lse[:, rows] = lse_c
-
-    run_calls(torch, calls, gather, place, options, return_lse)
+    run_calls(torch, calls, gather, _placer(torch, out, lse, cu_q), options, return_lse)
     return (out, lse) if return_lse else out
 
 
@@ -384,13 +391,7 @@ def paged_attention(query, key_pages, value_pages, block_table, seq_lens, *, is_
         return CallInputs(rows_in[_row_indices(torch, pieces, starts)], keys, values,
                           row_piece, row_pos, key_pos)
 
-    def place(pieces: list[Piece], out_c, lse_c) -> None:
-        rows = _row_indices(torch, pieces, starts)
-        out[rows] = out_c
-        if lse_c is not None:
-            lse[:, rows] = lse_c
-
-    run_calls(torch, calls, gather, place, options, return_lse)
+    run_calls(torch, calls, gather, _placer(torch, out, lse, starts), options, return_lse)
     out = out.reshape(batch, lq, hq, -1)
     lse_b = lse.reshape(hq, batch, lq).transpose(0, 1).contiguous()
     return (out, lse_b) if return_lse else out
